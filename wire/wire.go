@@ -74,10 +74,16 @@ type RemoveDeviceRequest struct {
 }
 
 // UserDevices answers GET /v1/users/{user}/devices: the devices that have
-// keys, i.e. the devices a sender must encrypt to.
+// keys, i.e. the devices a sender must encrypt to, with their identity keys
+// (for safety numbers; reading them claims no prekey).
 type UserDevices struct {
-	User    string   `json:"user"`
-	Devices []uint32 `json:"devices"`
+	User    string       `json:"user"`
+	Devices []DeviceKeys `json:"devices"`
+}
+
+type DeviceKeys struct {
+	DeviceID    uint32 `json:"device_id"`
+	IdentityKey []byte `json:"identity_key"`
 }
 
 // Profile is public per-user data (GET /v1/profile/{user}, PUT /v1/profile).
