@@ -1,0 +1,353 @@
+package clientapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/labstack/echo/v4"
+
+	"github.com/parleychat/parley/homeserver"
+	"github.com/parleychat/parley/wire"
+)
+
+// A device's socket costs one goroutine (the reader, blocked in a read) and
+// a small session struct. Nothing else is parked per socket: the writer is
+// a goroutine started when there is something to send and gone when the
+// inbox is drained, write buffers come from a pool, and pings come from one
+// ticker for all sockets. That is what keeps an idle socket to a few KiB.
+var upgrader = websocket.Upgrader{
+	ReadBufferSize:  1024,
+	WriteBufferSize: 4096,
+	WriteBufferPool: &sync.Pool{},
+	CheckOrigin:     sameOriginOrNone,
+}
+
+// sameOriginOrNone admits non-browser clients (no Origin header) and pages
+// served by this server; other origins' pages cannot use a visitor's token.
+func sameOriginOrNone(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && u.Host == r.Host
+}
+
+// socket upgrades GET /v1/ws. The handler returns right after the upgrade;
+// the session lives on in its read goroutine.
+func (a *API) socket(c echo.Context) error {
+	caller := callerOf(c)
+	conn, err := upgrader.Upgrade(c.Response(), c.Request(), nil)
+	if err != nil {
+		return nil // the upgrader has answered with an HTTP error
+	}
+	s := &session{api: a, conn: conn, caller: caller}
+	a.hub.add(s)
+	if n, err := a.hs.PreKeyCount(c.Request().Context(), caller); err == nil && n < wire.PreKeyLowThreshold {
+		s.queue(wire.Event{Type: wire.EventPreKeysLow, Count: n})
+	}
+	go s.readLoop()
+	s.kick()
+	return nil
+}
+
+// session is one device's socket.
+type session struct {
+	api    *API
+	conn   *websocket.Conn
+	caller homeserver.Caller
+
+	mu      sync.Mutex
+	dirty   bool // the inbox may hold events not yet sent
+	running bool // a drain goroutine exists
+	closed  bool
+	live    []wire.Event // live events waiting to be written
+
+	// Owned by the (single) drain goroutine.
+	cursor   int64 // id of the last inbox event written
+	caughtUp bool
+}
+
+// kick makes sure a drain runs after now. It never blocks.
+func (s *session) kick() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.dirty = true
+	if s.running {
+		s.mu.Unlock()
+		return
+	}
+	s.running = true
+	s.mu.Unlock()
+	go s.drain()
+}
+
+// queue adds a live event and kicks the writer.
+func (s *session) queue(ev wire.Event) {
+	s.mu.Lock()
+	s.live = append(s.live, ev)
+	s.mu.Unlock()
+	s.kick()
+}
+
+// drain writes queued live events and every inbox event after the cursor,
+// in id order, until nothing new arrived meanwhile. The inbox is read from
+// storage rather than carried in the notification: committed entries form
+// a gap-free id order, so reading "after cursor" can neither skip nor
+// reorder, however notifications race.
+func (s *session) drain() {
+	ctx := s.api.ctx
+	for {
+		s.mu.Lock()
+		if !s.dirty || s.closed {
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+		s.dirty = false
+		live := s.live
+		s.live = nil
+		s.mu.Unlock()
+
+		for _, ev := range live {
+			b, _ := json.Marshal(ev)
+			if !s.write(b) {
+				return
+			}
+		}
+		for {
+			events, more, err := s.api.hs.Inbox(ctx, s.caller, s.cursor, 256)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.api.log.ErrorContext(ctx, "reading inbox for socket", "user", s.caller.UserID,
+						"device", s.caller.DeviceID, "err", err)
+				}
+				s.closeWith(websocket.CloseInternalServerErr, "inbox unavailable")
+				return
+			}
+			for _, e := range events {
+				if !s.write(e.JSON) {
+					return
+				}
+				s.cursor = e.ID
+			}
+			if !more {
+				break
+			}
+		}
+		if !s.caughtUp {
+			s.caughtUp = true
+			if !s.write([]byte(`{"type":"caught_up"}`)) {
+				return
+			}
+		}
+	}
+}
+
+// write sends one text frame; a client too slow to take it within the
+// write timeout is dropped, so it cannot hold anything up.
+func (s *session) write(b []byte) bool {
+	s.conn.SetWriteDeadline(time.Now().Add(s.api.opts.WriteTimeout))
+	if err := s.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		s.closeWith(websocket.CloseGoingAway, "write failed")
+		s.mu.Lock()
+		s.running = false
+		s.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+func (s *session) readLoop() {
+	defer func() {
+		s.closeWith(websocket.CloseNormalClosure, "")
+		s.api.hub.remove(s)
+	}()
+	c := s.conn
+	wait := s.api.opts.PingInterval * 5 / 2
+	c.SetReadLimit(wire.MaxRequestBytes)
+	c.SetReadDeadline(time.Now().Add(wait))
+	c.SetPongHandler(func(string) error { return c.SetReadDeadline(time.Now().Add(wait)) })
+	for {
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		c.SetReadDeadline(time.Now().Add(wait))
+		s.handle(data)
+	}
+}
+
+// handle runs one client frame. Frames of one socket run in order, so one
+// device's sends are sequenced in the order it sent them.
+func (s *session) handle(data []byte) {
+	var f wire.ClientFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		s.queue(errorEvent("", decodeError(err)))
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.api.ctx, 30*time.Second)
+	defer cancel()
+	switch f.Type {
+	case wire.FrameSend:
+		res, err := s.api.hs.Send(ctx, s.caller, wire.SendRequest{ClientID: f.ClientID, To: f.To, Envelopes: f.Envelopes})
+		if err != nil {
+			s.queue(s.api.logged(ctx, errorEvent(f.ClientID, err), err))
+			return
+		}
+		sentAt := res.SentAt
+		s.mu.Lock()
+		s.live = append(s.live, wire.Event{Type: wire.EventAccepted, ClientID: f.ClientID},
+			wire.Event{Type: wire.EventSent, ClientID: f.ClientID, Conversation: res.Conversation, Seq: res.Seq, SentAt: &sentAt})
+		s.mu.Unlock()
+		s.kick()
+	case wire.FrameAck:
+		if err := s.api.hs.Ack(ctx, s.caller, f.IDs); err != nil {
+			s.queue(s.api.logged(ctx, errorEvent("", err), err))
+		}
+	case wire.FrameRead:
+		if err := s.api.hs.MarkRead(ctx, s.caller, wire.ReadRequest{Conversation: f.Conversation, Seq: f.Seq}); err != nil {
+			s.queue(s.api.logged(ctx, errorEvent("", err), err))
+		}
+	default:
+		s.queue(errorEvent("", &wire.Error{Code: wire.CodeInvalidParam, Field: "type",
+			Message: "frame type must be send, ack or read"}))
+	}
+}
+
+func errorEvent(clientID string, err error) wire.Event {
+	body, _ := toWire(err)
+	return wire.Event{Type: wire.EventError, ClientID: clientID, Code: body.Code, Message: body.Message,
+		Missing: body.Missing, Extra: body.Extra}
+}
+
+// logged logs the private cause of an error event once, like errorHandler.
+func (a *API) logged(ctx context.Context, ev wire.Event, err error) wire.Event {
+	if _, cause := toWire(err); cause != nil {
+		a.log.ErrorContext(ctx, "socket frame failed", "code", ev.Code, "err", cause)
+	}
+	return ev
+}
+
+func (s *session) closeWith(code int, reason string) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
+		time.Now().Add(time.Second))
+	s.conn.Close()
+}
+
+func (s *session) ping() {
+	if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.api.opts.WriteTimeout)); err != nil {
+		s.closeWith(websocket.CloseGoingAway, "ping failed")
+	}
+}
+
+type devKey struct {
+	user string
+	dev  uint32
+}
+
+// hub maps devices to their sockets and implements homeserver.Notifier.
+type hub struct {
+	api      *API
+	mu       sync.RWMutex
+	sessions map[devKey]*session
+}
+
+func newHub(a *API) *hub { return &hub{api: a, sessions: map[devKey]*session{}} }
+
+// add registers s, replacing (and closing) an older socket of the same
+// device: one socket per device.
+func (h *hub) add(s *session) {
+	k := devKey{s.caller.UserID, s.caller.DeviceID}
+	h.mu.Lock()
+	old := h.sessions[k]
+	h.sessions[k] = s
+	h.mu.Unlock()
+	if old != nil {
+		old.closeWith(websocket.ClosePolicyViolation, "replaced by a newer connection of this device")
+	}
+}
+
+func (h *hub) remove(s *session) {
+	k := devKey{s.caller.UserID, s.caller.DeviceID}
+	h.mu.Lock()
+	if h.sessions[k] == s {
+		delete(h.sessions, k)
+	}
+	h.mu.Unlock()
+}
+
+func (h *hub) get(user string, dev uint32) *session {
+	h.mu.RLock()
+	s := h.sessions[devKey{user, dev}]
+	h.mu.RUnlock()
+	return s
+}
+
+func (h *hub) count() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.sessions)
+}
+
+func (h *hub) InboxChanged(user string, dev uint32) {
+	if s := h.get(user, dev); s != nil {
+		s.kick()
+	}
+}
+
+func (h *hub) PreKeysLow(user string, dev uint32, count int) {
+	if s := h.get(user, dev); s != nil {
+		s.queue(wire.Event{Type: wire.EventPreKeysLow, Count: count})
+	}
+}
+
+func (h *hub) DeviceRemoved(user string, dev uint32) {
+	if s := h.get(user, dev); s != nil {
+		s.closeWith(websocket.ClosePolicyViolation, "device removed")
+	}
+}
+
+func (h *hub) snapshot() []*session {
+	h.mu.RLock()
+	out := make([]*session, 0, len(h.sessions))
+	for _, s := range h.sessions {
+		out = append(out, s)
+	}
+	h.mu.RUnlock()
+	return out
+}
+
+// run pings every socket each interval and closes them all when ctx ends.
+func (h *hub) run(ctx context.Context) {
+	t := time.NewTicker(h.api.opts.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			for _, s := range h.snapshot() {
+				s.closeWith(websocket.CloseGoingAway, "server shutting down")
+			}
+			return
+		case <-t.C:
+			for _, s := range h.snapshot() {
+				s.ping()
+			}
+		}
+	}
+}

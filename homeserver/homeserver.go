@@ -1,0 +1,147 @@
+// Package homeserver is Parley's domain: accounts, devices, the key
+// directory, conversations, sequencing, inboxes and receipts. It knows
+// nothing of HTTP (clientapi/ calls it) and speaks to the database only
+// through storage.Store. Every change that must happen together is one
+// storage Write, so a refusal or a crash never leaves half of it behind.
+package homeserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/parleychat/parley/storage"
+	"github.com/parleychat/parley/wire"
+)
+
+// Options configure the domain.
+type Options struct {
+	Domain    string
+	Retention time.Duration // how long undelivered events are kept (default 30 days)
+	Password  PasswordParams
+	Now       func() time.Time // clock; tests may move it
+}
+
+// Notifier is told about changes after they are committed. The socket layer
+// implements it to wake the sessions of the devices concerned; it must not
+// block.
+type Notifier interface {
+	InboxChanged(userID string, deviceID uint32)
+	PreKeysLow(userID string, deviceID uint32, count int)
+	DeviceRemoved(userID string, deviceID uint32)
+}
+
+type nopNotifier struct{}
+
+func (nopNotifier) InboxChanged(string, uint32)    {}
+func (nopNotifier) PreKeysLow(string, uint32, int) {}
+func (nopNotifier) DeviceRemoved(string, uint32)   {}
+
+// Server is the homeserver domain for one domain name.
+type Server struct {
+	store  storage.Store
+	opts   Options
+	log    *slog.Logger
+	notify Notifier
+
+	dummyOnce sync.Once
+	dummy     string // a password hash for timing-safe refusals of unknown users
+}
+
+// New returns a Server over store. SetNotifier connects the socket layer.
+func New(store storage.Store, opts Options, log *slog.Logger) (*Server, error) {
+	if !ValidDomain(opts.Domain) {
+		return nil, fmt.Errorf("homeserver: invalid domain %q", opts.Domain)
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 30 * 24 * time.Hour
+	}
+	if opts.Password == (PasswordParams{}) {
+		opts.Password = DefaultPasswordParams()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Server{store: store, opts: opts, log: log, notify: nopNotifier{}}, nil
+}
+
+// SetNotifier must be called before the server handles requests.
+func (s *Server) SetNotifier(n Notifier) { s.notify = n }
+
+// Domain is the domain this server is authoritative for.
+func (s *Server) Domain() string { return s.opts.Domain }
+
+func (s *Server) now() time.Time { return s.opts.Now().UTC() }
+
+// Caller is an authenticated device.
+type Caller struct {
+	UserID   string
+	DeviceID uint32
+}
+
+func (c Caller) String() string { return fmt.Sprintf("%s/%d", c.UserID, c.DeviceID) }
+
+// isLocal reports whether a (valid) user id belongs to this server.
+func (s *Server) isLocal(userID string) bool {
+	_, _, domain, _ := ParseUserID(userID)
+	return domain == s.opts.Domain
+}
+
+// localUser validates a user id given by a client and requires it to be
+// local: remote users need federation, which comes later.
+func (s *Server) localUser(field, raw string) (string, error) {
+	id, _, domain, ok := ParseUserID(raw)
+	if !ok {
+		return "", invalid(field, "%q is not a user id (name@domain)", raw)
+	}
+	if domain != s.opts.Domain {
+		return "", refuse(wire.CodeUnsupported, "%s is on another homeserver; federation is not enabled", id)
+	}
+	return id, nil
+}
+
+func notFound(err error) bool { return errors.Is(err, storage.ErrNotFound) }
+
+func conflict(err error) bool { return errors.Is(err, storage.ErrConflict) }
+
+// devicesWithKeys returns the device numbers of user that others encrypt to.
+func devicesWithKeys(tx storage.Tx, userID string) ([]storage.Device, error) {
+	all, err := tx.Devices(userID)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, d := range all {
+		if d.HasKeys() {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+type deviceAddr = wire.DeviceAddress
+
+// wake tells the notifier about every device in addrs.
+func (s *Server) wake(addrs []deviceAddr) {
+	for _, a := range addrs {
+		s.notify.InboxChanged(a.User, a.Device)
+	}
+}
+
+// internal wraps a storage failure for the transport to log and report as
+// "internal".
+func internal(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := AsError(err); ok {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &Error{Code: wire.CodeInternal, Message: "internal error", Cause: err}
+}

@@ -1,0 +1,261 @@
+package homeserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/parleychat/parley/e2ee"
+	"github.com/parleychat/parley/storage"
+	"github.com/parleychat/parley/wire"
+)
+
+// UploadKeys stores a device's identity key, signed prekey and one-time
+// prekeys after checking every key and the signature. Nothing is stored if
+// anything is wrong. The first upload (or a new identity key) makes the
+// device visible to senders and is announced to the user's contacts.
+func (s *Server) UploadKeys(ctx context.Context, c Caller, up wire.KeyUpload) (int, error) {
+	if len(up.PreKeys) > wire.MaxPreKeysPerUpload {
+		return 0, refuse(wire.CodeTooManyPreKeys, "at most %d one-time prekeys per upload", wire.MaxPreKeysPerUpload)
+	}
+	seen := make(map[uint32]bool, len(up.PreKeys))
+	pre := make([]storage.PreKey, 0, len(up.PreKeys))
+	for i, k := range up.PreKeys {
+		field := fmt.Sprintf("prekeys[%d]", i)
+		if k.ID == 0 {
+			return 0, invalid(field+".id", "one-time prekey id 0 is reserved")
+		}
+		if seen[k.ID] {
+			return 0, invalid(field+".id", "one-time prekey id %d appears twice", k.ID)
+		}
+		seen[k.ID] = true
+		if err := e2ee.CheckPublicKey(k.PublicKey); err != nil {
+			return 0, &Error{Code: wire.CodeBadKey, Field: field + ".public_key", Message: "not a 33-byte Curve25519 public key"}
+		}
+		pre = append(pre, storage.PreKey{ID: k.ID, PublicKey: k.PublicKey})
+	}
+	if up.IdentityKey != nil {
+		if err := e2ee.CheckPublicKey(up.IdentityKey); err != nil {
+			return 0, &Error{Code: wire.CodeBadKey, Field: "identity_key", Message: "not a 33-byte Curve25519 public key"}
+		}
+	}
+
+	// Verify the signature against the identity key that will apply, before
+	// taking the writer: the check costs far more than the write.
+	var cur storage.Device
+	err := s.store.Read(ctx, func(tx storage.Tx) (err error) {
+		cur, err = tx.Device(c.UserID, c.DeviceID)
+		return err
+	})
+	if err != nil {
+		return 0, internal(ctx, err)
+	}
+	identity := up.IdentityKey
+	if identity == nil {
+		identity = cur.IdentityKey
+	}
+	newIdentity := up.IdentityKey != nil && !bytes.Equal(up.IdentityKey, cur.IdentityKey)
+	if identity == nil || (newIdentity && (up.SignedPreKey == nil || up.RegistrationID == 0)) {
+		return 0, refuse(wire.CodeKeysRequired, "a device's first upload (or a new identity key) needs identity_key, registration_id and signed_prekey")
+	}
+	if up.SignedPreKey != nil {
+		if err := e2ee.VerifySignedPreKey(identity, *up.SignedPreKey); err != nil {
+			if errors.Is(err, e2ee.ErrBadKey) {
+				return 0, &Error{Code: wire.CodeBadKey, Field: "signed_prekey.public_key", Message: "not a 33-byte Curve25519 public key"}
+			}
+			return 0, &Error{Code: wire.CodeBadSignature, Field: "signed_prekey.signature",
+				Message: "the signed prekey's signature does not verify against the identity key"}
+		}
+	}
+
+	var count int
+	var woken []deviceAddr
+	err = s.store.Write(ctx, func(tx storage.Tx) error {
+		d, err := tx.Device(c.UserID, c.DeviceID)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(d.IdentityKey, cur.IdentityKey) {
+			return refuse(wire.CodeForbidden, "the device's identity key changed during the upload; retry")
+		}
+		keys := d.DeviceKeys
+		changed := false
+		if newIdentity {
+			keys = storage.DeviceKeys{IdentityKey: up.IdentityKey}
+			changed = true
+			// Old one-time prekeys belong to the old identity.
+			if err := tx.DeletePreKeys(c.UserID, c.DeviceID); err != nil {
+				return err
+			}
+		}
+		if up.RegistrationID != 0 {
+			keys.RegistrationID = up.RegistrationID
+		}
+		if up.SignedPreKey != nil {
+			keys.SignedPreKey = storage.SignedPreKey{ID: up.SignedPreKey.ID, PublicKey: up.SignedPreKey.PublicKey,
+				Signature: up.SignedPreKey.Signature}
+		}
+		if err := tx.SetDeviceKeys(c.UserID, c.DeviceID, keys); err != nil {
+			return err
+		}
+		have, err := tx.CountPreKeys(c.UserID, c.DeviceID)
+		if err != nil {
+			return err
+		}
+		if have+len(pre) > wire.MaxPreKeysStored {
+			return refuse(wire.CodeTooManyPreKeys, "a device holds at most %d one-time prekeys (it has %d)", wire.MaxPreKeysStored, have)
+		}
+		if err := tx.InsertPreKeys(c.UserID, c.DeviceID, pre); err != nil {
+			return err
+		}
+		if count, err = tx.CountPreKeys(c.UserID, c.DeviceID); err != nil {
+			return err
+		}
+		woken = nil
+		if changed {
+			woken, err = s.announceDeviceList(tx, c.UserID, c.DeviceID)
+		}
+		return err
+	})
+	if err != nil {
+		return 0, internal(ctx, err)
+	}
+	s.wake(woken)
+	return count, nil
+}
+
+// PreKeyCount is how many one-time prekeys the caller's device holds.
+func (s *Server) PreKeyCount(ctx context.Context, c Caller) (int, error) {
+	var n int
+	err := s.store.Read(ctx, func(tx storage.Tx) (err error) {
+		n, err = tx.CountPreKeys(c.UserID, c.DeviceID)
+		return err
+	})
+	return n, internal(ctx, err)
+}
+
+// UserDevices lists the devices of a user that have keys, with their
+// identity keys. It claims nothing.
+func (s *Server) UserDevices(ctx context.Context, rawUser string) (wire.UserDevices, error) {
+	userID, err := s.localUser("user", rawUser)
+	if err != nil {
+		return wire.UserDevices{}, err
+	}
+	out := wire.UserDevices{User: userID, Devices: []wire.DeviceKeys{}}
+	err = s.store.Read(ctx, func(tx storage.Tx) error {
+		if _, err := tx.Account(userID); notFound(err) {
+			return refuse(wire.CodeUnknownUser, "%s does not exist", userID)
+		} else if err != nil {
+			return err
+		}
+		devs, err := devicesWithKeys(tx, userID)
+		for _, d := range devs {
+			out.Devices = append(out.Devices, wire.DeviceKeys{DeviceID: d.DeviceID, IdentityKey: d.IdentityKey})
+		}
+		return err
+	})
+	return out, internal(ctx, err)
+}
+
+// Claim returns one bundle per device of a user (or per listed device),
+// each with a one-time prekey taken for this claim alone, when one is left.
+func (s *Server) Claim(ctx context.Context, c Caller, req wire.ClaimRequest) ([]wire.Bundle, error) {
+	userID, err := s.localUser("user", req.User)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Devices) > wire.MaxEnvelopes {
+		return nil, invalid("devices", "at most %d devices per claim", wire.MaxEnvelopes)
+	}
+	type low struct {
+		dev   uint32
+		count int
+	}
+	var bundles []wire.Bundle
+	var lows []low
+	err = s.store.Write(ctx, func(tx storage.Tx) error {
+		bundles, lows = bundles[:0], lows[:0]
+		if _, err := tx.Account(userID); notFound(err) {
+			return refuse(wire.CodeUnknownUser, "%s does not exist", userID)
+		} else if err != nil {
+			return err
+		}
+		devs, err := devicesWithKeys(tx, userID)
+		if err != nil {
+			return err
+		}
+		if len(req.Devices) > 0 {
+			byID := make(map[uint32]storage.Device, len(devs))
+			for _, d := range devs {
+				byID[d.DeviceID] = d
+			}
+			devs = devs[:0:0]
+			for _, id := range req.Devices {
+				d, ok := byID[id]
+				if !ok {
+					return refuse(wire.CodeUnknownDevice, "%s has no device %d with keys", userID, id)
+				}
+				devs = append(devs, d)
+			}
+		}
+		for _, d := range devs {
+			b := wire.Bundle{User: userID, DeviceID: d.DeviceID, RegistrationID: d.RegistrationID,
+				IdentityKey: d.IdentityKey, SignedPreKey: wire.SignedPreKey{ID: d.SignedPreKey.ID,
+					PublicKey: d.SignedPreKey.PublicKey, Signature: d.SignedPreKey.Signature}}
+			k, err := tx.ClaimPreKey(userID, d.DeviceID)
+			switch {
+			case err == nil:
+				b.PreKey = &wire.PreKey{ID: k.ID, PublicKey: k.PublicKey}
+			case !notFound(err):
+				return err
+			}
+			n, err := tx.CountPreKeys(userID, d.DeviceID)
+			if err != nil {
+				return err
+			}
+			if n < wire.PreKeyLowThreshold {
+				lows = append(lows, low{d.DeviceID, n})
+			}
+			bundles = append(bundles, b)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, internal(ctx, err)
+	}
+	for _, l := range lows {
+		s.notify.PreKeysLow(userID, l.dev, l.count)
+	}
+	return bundles, nil
+}
+
+// announceDeviceList queues a device_list event for every device (with
+// keys) of the user's contacts and of the user's other devices, so that
+// their clients re-key. It runs inside the Write that changed the list, so
+// the notice cannot be lost. It returns the devices to wake.
+func (s *Server) announceDeviceList(tx storage.Tx, userID string, except uint32) ([]deviceAddr, error) {
+	contacts, err := tx.Contacts(userID)
+	if err != nil {
+		return nil, err
+	}
+	payload := mustJSON(wire.Event{Type: wire.EventDeviceList, User: userID})
+	expires := s.now().Add(s.opts.Retention)
+	var entries []storage.InboxEntry
+	var woken []deviceAddr
+	for _, u := range append(contacts, userID) {
+		devs, err := devicesWithKeys(tx, u)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range devs {
+			if u == userID && d.DeviceID == except {
+				continue
+			}
+			entries = append(entries, storage.InboxEntry{UserID: u, DeviceID: d.DeviceID, Kind: storage.EntryDeviceList,
+				ExpiresAt: expires, Payload: payload})
+			woken = append(woken, deviceAddr{User: u, Device: d.DeviceID})
+		}
+	}
+	return woken, tx.InsertInbox(entries)
+}

@@ -1,0 +1,131 @@
+package setup
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/parleychat/parley/clientapi"
+	"github.com/parleychat/parley/homeserver"
+	"github.com/parleychat/parley/storage/sqlite"
+)
+
+// Node is a running homeserver.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *sqlite.Store
+	hs     *homeserver.Server
+	api    *clientapi.API
+	srv    *http.Server
+	ln     net.Listener
+	url    string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Extra are settings that only tests and tools change.
+type Extra struct {
+	Password homeserver.PasswordParams // argon2id costs (default: homeserver's)
+	Now      func() time.Time          // clock
+	Client   clientapi.Options
+}
+
+// Start opens storage, starts the client listener and the background jobs,
+// and returns once the server accepts connections.
+func Start(ctx context.Context, cfg Config, log *slog.Logger, extra Extra) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	store, err := sqlite.Open(ctx, cfg.Data, sqlite.Options{})
+	if err != nil {
+		return nil, err
+	}
+	hs, err := homeserver.New(store, homeserver.Options{Domain: cfg.Domain, Retention: time.Duration(cfg.Retention),
+		Password: extra.Password, Now: extra.Now}, log)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	api := clientapi.New(runCtx, hs, log, extra.Client)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		cancel()
+		store.Close()
+		return nil, fmt.Errorf("config listen: %w", err)
+	}
+	scheme := "http"
+	if cfg.ClientTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.ClientTLSCert, cfg.ClientTLSKey)
+		if err != nil {
+			ln.Close()
+			cancel()
+			store.Close()
+			return nil, fmt.Errorf("config client_tls_cert: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
+		scheme = "https"
+	}
+	n := &Node{cfg: cfg, log: log, store: store, hs: hs, api: api, ln: ln, cancel: cancel,
+		url: scheme + "://" + ln.Addr().String()}
+	n.srv = &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second, // slow-loris: headers must arrive promptly
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	n.wg.Add(3)
+	go func() {
+		defer n.wg.Done()
+		if err := n.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("client listener stopped", "err", err)
+		}
+	}()
+	go func() { defer n.wg.Done(); api.Run(runCtx) }()
+	go func() { defer n.wg.Done(); hs.RunExpiry(runCtx, time.Duration(cfg.ExpiryInterval)) }()
+	return n, nil
+}
+
+// URL is the client API's base URL, e.g. http://127.0.0.1:8080.
+func (n *Node) URL() string { return n.url }
+
+// Homeserver gives tests the domain object (to run expiry at a chosen time).
+func (n *Node) Homeserver() *homeserver.Server { return n.hs }
+
+// Sockets is the number of connected device sockets.
+func (n *Node) Sockets() int { return n.api.Sockets() }
+
+// Close shuts down in reverse start order: stop accepting, close sockets
+// (clients reconnect elsewhere and read their inboxes), finish in-flight
+// requests within ctx, then flush and close storage.
+func (n *Node) Close(ctx context.Context) error {
+	err := n.srv.Shutdown(ctx)
+	n.cancel()
+	n.wg.Wait()
+	if errors.Is(err, context.DeadlineExceeded) {
+		n.srv.Close()
+	}
+	return errors.Join(err, n.store.Close())
+}
+
+// NewLogger builds the process logger from the config.
+func NewLogger(cfg Config, w *os.File) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(strings.ToUpper(cfg.LogLevel)))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,87 @@
+package sqlite
+
+// migrations are applied in order at start, each in its own transaction, and
+// recorded in schema_migrations. A released migration is never edited: a
+// change is a new entry at the end.
+var migrations = []struct {
+	version int
+	name    string
+	sql     string
+}{
+	{1, "core: accounts, devices, keys, conversations, messages, inbox", `
+CREATE TABLE accounts (
+	user_id       TEXT PRIMARY KEY,
+	password_hash TEXT NOT NULL,
+	display_name  TEXT NOT NULL DEFAULT '',
+	created_at    INTEGER NOT NULL,
+	next_device   INTEGER NOT NULL
+);
+CREATE TABLE devices (
+	user_id         TEXT NOT NULL REFERENCES accounts (user_id),
+	device_id       INTEGER NOT NULL,
+	name            TEXT NOT NULL,
+	token_hash      BLOB NOT NULL UNIQUE,
+	created_at      INTEGER NOT NULL,
+	identity_key    BLOB,
+	registration_id INTEGER NOT NULL DEFAULT 0,
+	spk_id          INTEGER NOT NULL DEFAULT 0,
+	spk_public      BLOB,
+	spk_signature   BLOB,
+	PRIMARY KEY (user_id, device_id)
+);
+CREATE TABLE prekeys (
+	user_id    TEXT NOT NULL,
+	device_id  INTEGER NOT NULL,
+	key_id     INTEGER NOT NULL,
+	public_key BLOB NOT NULL,
+	PRIMARY KEY (user_id, device_id, key_id)
+);
+CREATE TABLE conversations (
+	id         TEXT PRIMARY KEY,
+	kind       TEXT NOT NULL,
+	hub        TEXT NOT NULL,
+	last_seq   INTEGER NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE conversation_members (
+	conversation TEXT NOT NULL,
+	user_id      TEXT NOT NULL,
+	PRIMARY KEY (conversation, user_id)
+);
+CREATE INDEX conversation_members_user ON conversation_members (user_id);
+CREATE TABLE messages (
+	id            INTEGER PRIMARY KEY AUTOINCREMENT,
+	conversation  TEXT NOT NULL,
+	seq           INTEGER NOT NULL,
+	sender        TEXT NOT NULL,
+	sender_device INTEGER NOT NULL,
+	client_id     TEXT NOT NULL,
+	sent_at       INTEGER NOT NULL,
+	expires_at    INTEGER NOT NULL,
+	UNIQUE (sender, sender_device, client_id),
+	UNIQUE (conversation, seq)
+);
+CREATE INDEX messages_expires ON messages (expires_at);
+-- AUTOINCREMENT: entry ids must never be reused, since devices acknowledge
+-- and de-duplicate by id.
+CREATE TABLE inbox (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	user_id      TEXT NOT NULL,
+	device_id    INTEGER NOT NULL,
+	kind         TEXT NOT NULL,
+	conversation TEXT NOT NULL DEFAULT '',
+	seq          INTEGER NOT NULL DEFAULT 0,
+	message_id   INTEGER,
+	expires_at   INTEGER NOT NULL DEFAULT 0,
+	payload      BLOB NOT NULL
+);
+CREATE INDEX inbox_device ON inbox (user_id, device_id, id);
+CREATE INDEX inbox_expires ON inbox (expires_at) WHERE expires_at > 0;
+CREATE TABLE read_markers (
+	user_id      TEXT NOT NULL,
+	conversation TEXT NOT NULL,
+	seq          INTEGER NOT NULL,
+	PRIMARY KEY (user_id, conversation)
+);
+`},
+}

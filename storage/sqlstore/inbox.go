@@ -1,0 +1,80 @@
+package sqlstore
+
+import (
+	"database/sql"
+	"time"
+
+	"github.com/parleychat/parley/storage"
+)
+
+const inboxColumns = `id, user_id, device_id, kind, conversation, seq, message_id, expires_at, payload`
+
+func scanInbox(row interface{ Scan(...any) error }) (storage.InboxEntry, error) {
+	var e storage.InboxEntry
+	var msgID sql.NullInt64
+	var expires int64
+	err := row.Scan(&e.ID, &e.UserID, &e.DeviceID, &e.Kind, &e.Conversation, &e.Seq, &msgID, &expires, &e.Payload)
+	e.MessageID, e.ExpiresAt = msgID.Int64, fromMS(expires)
+	return e, err
+}
+
+func (t *Tx) InsertInbox(entries []storage.InboxEntry) error {
+	for _, e := range entries {
+		var msgID sql.NullInt64
+		if e.MessageID != 0 {
+			msgID = sql.NullInt64{Int64: e.MessageID, Valid: true}
+		}
+		if _, err := t.exec(`INSERT INTO inbox (user_id, device_id, kind, conversation, seq, message_id, expires_at, payload)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.UserID, e.DeviceID, e.Kind, e.Conversation, e.Seq, msgID,
+			ms(e.ExpiresAt), e.Payload); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *Tx) Inbox(userID string, deviceID uint32, after int64, limit int) ([]storage.InboxEntry, error) {
+	rows, err := t.query(`SELECT `+inboxColumns+` FROM inbox WHERE user_id = ? AND device_id = ? AND id > ?
+		ORDER BY id LIMIT ?`, userID, deviceID, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanInbox)
+}
+
+func (t *Tx) DeleteInbox(userID string, deviceID uint32, ids []int64) ([]storage.InboxEntry, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, 0, len(ids)+2)
+	args = append(args, userID, deviceID)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	rows, err := t.query(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND id IN (`+placeholders(len(ids))+`)
+		RETURNING `+inboxColumns, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanInbox)
+}
+
+func (t *Tx) ExpireInbox(before time.Time, limit int) (int, []storage.InboxEntry, error) {
+	rows, err := t.query(`DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE expires_at > 0 AND expires_at < ?
+		ORDER BY expires_at LIMIT ?) RETURNING `+inboxColumns, ms(before), limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	all, err := collect(rows, scanInbox)
+	if err != nil {
+		return 0, nil, err
+	}
+	n := len(all)
+	msgs := all[:0]
+	for _, e := range all {
+		if e.Kind == storage.EntryMessage {
+			msgs = append(msgs, e)
+		}
+	}
+	return n, msgs, nil
+}

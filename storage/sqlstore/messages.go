@@ -1,0 +1,44 @@
+package sqlstore
+
+import (
+	"time"
+
+	"github.com/parleychat/parley/storage"
+)
+
+const messageColumns = `id, conversation, seq, sender, sender_device, client_id, sent_at, expires_at`
+
+func scanMessage(row interface{ Scan(...any) error }) (storage.Message, error) {
+	var m storage.Message
+	var sent, expires int64
+	err := row.Scan(&m.ID, &m.Conversation, &m.Seq, &m.Sender, &m.SenderDevice, &m.ClientID, &sent, &expires)
+	m.SentAt, m.ExpiresAt = fromMS(sent), fromMS(expires)
+	return m, err
+}
+
+func (t *Tx) InsertMessage(m storage.Message) (int64, error) {
+	var id int64
+	err := t.queryRow(`INSERT INTO messages (conversation, seq, sender, sender_device, client_id, sent_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		m.Conversation, m.Seq, m.Sender, m.SenderDevice, m.ClientID, ms(m.SentAt), ms(m.ExpiresAt)).Scan(&id)
+	return id, t.mapErr(err)
+}
+
+func (t *Tx) MessageByClientID(sender string, senderDevice uint32, clientID string) (storage.Message, error) {
+	m, err := scanMessage(t.queryRow(`SELECT `+messageColumns+` FROM messages
+		WHERE sender = ? AND sender_device = ? AND client_id = ?`, sender, senderDevice, clientID))
+	return m, t.mapErr(err)
+}
+
+func (t *Tx) Message(id int64) (storage.Message, error) {
+	m, err := scanMessage(t.queryRow(`SELECT `+messageColumns+` FROM messages WHERE id = ?`, id))
+	return m, t.mapErr(err)
+}
+
+func (t *Tx) DeleteMessagesBefore(before time.Time) (int64, error) {
+	res, err := t.exec(`DELETE FROM messages WHERE expires_at < ?`, ms(before))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}

@@ -1,0 +1,133 @@
+// Package sqlstore holds the table code shared by Parley's SQL engines. The
+// SQL is written once with ? placeholders in the dialect both SQLite and
+// PostgreSQL/CockroachDB accept; an engine supplies its Dialect (placeholder
+// rewriting and driver-error mapping) and runs transactions its own way.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/parleychat/parley/storage"
+)
+
+// Dialect is what differs between engines.
+type Dialect interface {
+	// Rebind rewrites ? placeholders into the engine's own form.
+	Rebind(query string) string
+	// IsUniqueViolation reports whether err is a unique-constraint failure.
+	IsUniqueViolation(err error) bool
+}
+
+// Tx implements storage.Tx on one *sql.Tx.
+type Tx struct {
+	ctx     context.Context
+	tx      *sql.Tx
+	dialect Dialect
+}
+
+// NewTx wraps tx for the duration of one storage transaction.
+func NewTx(ctx context.Context, tx *sql.Tx, d Dialect) *Tx {
+	return &Tx{ctx: ctx, tx: tx, dialect: d}
+}
+
+var _ storage.Tx = (*Tx)(nil)
+
+// rebound caches rewritten queries: the set of query strings is fixed.
+var rebound sync.Map // dialect type + query -> string
+
+func (t *Tx) q(query string) string {
+	key := fmt.Sprintf("%T\x00%s", t.dialect, query)
+	if s, ok := rebound.Load(key); ok {
+		return s.(string)
+	}
+	s := t.dialect.Rebind(query)
+	rebound.Store(key, s)
+	return s
+}
+
+func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
+	res, err := t.tx.ExecContext(t.ctx, t.q(query), args...)
+	return res, t.mapErr(err)
+}
+
+func (t *Tx) query(query string, args ...any) (*sql.Rows, error) {
+	rows, err := t.tx.QueryContext(t.ctx, t.q(query), args...)
+	return rows, t.mapErr(err)
+}
+
+func (t *Tx) queryRow(query string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(t.ctx, t.q(query), args...)
+}
+
+func (t *Tx) mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
+	case t.dialect.IsUniqueViolation(err):
+		return fmt.Errorf("%w: %w", storage.ErrConflict, err)
+	}
+	return err
+}
+
+// mustAffect turns "no row changed" into ErrNotFound.
+func mustAffect(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return storage.ErrNotFound
+	}
+	return nil
+}
+
+// Times are stored as Unix milliseconds: one integer type in every dialect.
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+// RebindDollar turns ? into $1, $2, ... (PostgreSQL, CockroachDB).
+func RebindDollar(query string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// placeholders returns "?,?,?" for n values.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?,", n-1) + "?"
+}
