@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"time"
 
 	"unicode/utf8"
 
@@ -29,7 +30,7 @@ func (s *Server) Send(ctx context.Context, c Caller, req wire.SendRequest) (wire
 
 	// Everything that does not need the database is prepared here, outside
 	// the writer: JSON and base64 of the ciphertexts cost more than the SQL.
-	sentAt := s.now()
+	sentAt := s.now().Truncate(time.Millisecond) // what storage keeps, so a retry answers the same
 	expires := sentAt.Add(s.opts.Retention)
 	payloads := make([][]byte, len(req.Envelopes))
 	for i, e := range req.Envelopes {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -38,7 +39,17 @@ type Store struct {
 	writes chan *writeReq
 	done   chan struct{}
 	opts   Options
+
+	commits, writeCount atomic.Int64
 }
+
+// Stats counts Writes and the commits that carried them; writes/commits is
+// the group-commit factor.
+type Stats struct {
+	Writes, Commits int64
+}
+
+func (s *Store) Stats() Stats { return Stats{Writes: s.writeCount.Load(), Commits: s.commits.Load()} }
 
 var _ storage.Store = (*Store)(nil)
 

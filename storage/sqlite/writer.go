@@ -107,6 +107,8 @@ func (s *Store) commit(batch []*writeReq) {
 		}
 		return
 	}
+	s.commits.Add(1)
+	s.writeCount.Add(int64(len(batch)))
 	for i, r := range batch {
 		r.done <- results[i]
 	}

@@ -1,0 +1,223 @@
+package sqlite_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parleychat/parley/storage"
+	"github.com/parleychat/parley/storage/sqlite"
+)
+
+func open(t *testing.T, dir string) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), dir, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func addAccount(ctx context.Context, s storage.Store, user string) error {
+	return s.Write(ctx, func(tx storage.Tx) error {
+		return tx.InsertAccount(storage.Account{UserID: user, PasswordHash: "x", CreatedAt: time.Now()})
+	})
+}
+
+// Concurrent writers share commits, and one failing Write in a batch rolls
+// back only itself.
+func TestGroupCommitIsolatesFailures(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	const n = 400
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Write(ctx, func(tx storage.Tx) error {
+				if err := tx.InsertAccount(storage.Account{UserID: fmt.Sprintf("u%d@x", i), PasswordHash: "x"}); err != nil {
+					return err
+				}
+				if i%10 == 0 {
+					return errors.New("refused on purpose") // must undo the insert above
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (i%10 == 0) != (err != nil) {
+			t.Fatalf("write %d: err = %v", i, err)
+		}
+	}
+	err := s.Read(ctx, func(tx storage.Tx) error {
+		for i := range n {
+			_, err := tx.Account(fmt.Sprintf("u%d@x", i))
+			if i%10 == 0 && !errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("failed write %d left its row: %v", i, err)
+			}
+			if i%10 != 0 && err != nil {
+				return fmt.Errorf("write %d lost: %v", i, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if st.Writes != n {
+		t.Fatalf("stats count %d writes, want %d", st.Writes, n)
+	}
+	t.Logf("%d writes in %d commits", st.Writes, st.Commits)
+}
+
+func TestUniqueViolationIsConflict(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	if err := addAccount(ctx, s, "a@x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := addAccount(ctx, s, "a@x"); !errors.Is(err, storage.ErrConflict) {
+		t.Fatalf("second insert: %v, want ErrConflict", err)
+	}
+}
+
+// Every one-time prekey goes to exactly one of many concurrent claimers.
+func TestConcurrentPreKeyClaims(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	const keys, claimers = 50, 120
+	err := s.Write(ctx, func(tx storage.Tx) error {
+		var ks []storage.PreKey
+		for i := 1; i <= keys; i++ {
+			ks = append(ks, storage.PreKey{ID: uint32(i), PublicKey: []byte{byte(i)}})
+		}
+		return tx.InsertPreKeys("a@x", 1, ks)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := map[uint32]int{}
+	empty := 0
+	var wg sync.WaitGroup
+	for range claimers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var k storage.PreKey
+			err := s.Write(ctx, func(tx storage.Tx) (err error) {
+				k, err = tx.ClaimPreKey("a@x", 1)
+				return err
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, storage.ErrNotFound):
+				empty++
+			case err != nil:
+				t.Error(err)
+			default:
+				got[k.ID]++
+			}
+		}()
+	}
+	wg.Wait()
+	if len(got) != keys || empty != claimers-keys {
+		t.Fatalf("%d distinct keys claimed, %d empty; want %d and %d", len(got), empty, keys, claimers-keys)
+	}
+	for id, n := range got {
+		if n != 1 {
+			t.Fatalf("prekey %d handed out %d times", id, n)
+		}
+	}
+}
+
+// Inbox ids are never reused, even after the newest entry is deleted:
+// devices de-duplicate by id.
+func TestInboxIDsNeverReused(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	insert := func() int64 {
+		var last int64
+		err := s.Write(ctx, func(tx storage.Tx) error {
+			if err := tx.InsertInbox([]storage.InboxEntry{{UserID: "a@x", DeviceID: 1, Kind: storage.EntryMessage, Payload: []byte(`{}`)}}); err != nil {
+				return err
+			}
+			es, err := tx.Inbox("a@x", 1, 0, 100)
+			if err != nil {
+				return err
+			}
+			last = es[len(es)-1].ID
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return last
+	}
+	first := insert()
+	err := s.Write(ctx, func(tx storage.Tx) error {
+		_, err := tx.DeleteInbox("a@x", 1, []int64{first})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, dir) // reopening must not reset the counter either
+	defer s.Close()
+	if second := insert(); second <= first {
+		t.Fatalf("id %d reused after deleting %d", second, first)
+	}
+}
+
+func TestReopenKeepsDataAndMigratesOnce(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	if err := addAccount(ctx, s, "a@x"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, dir)
+	defer s.Close()
+	err := s.Read(ctx, func(tx storage.Tx) error {
+		_, err := tx.Account("a@x")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWriteAfterClose(t *testing.T) {
+	s := open(t, t.TempDir())
+	s.Close()
+	if err := addAccount(context.Background(), s, "a@x"); !errors.Is(err, sqlite.ErrClosed) {
+		t.Fatalf("write after close: %v", err)
+	}
+}
+
+func TestReadIsReadOnly(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	err := s.Read(ctx, func(tx storage.Tx) error {
+		return tx.InsertAccount(storage.Account{UserID: "a@x", PasswordHash: "x"})
+	})
+	if err == nil {
+		t.Fatal("a write inside Read succeeded")
+	}
+}
