@@ -335,5 +335,4 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-
 func directID(a, b string) string { return homeserver.DirectConversationID(a, b) }
