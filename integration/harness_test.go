@@ -45,6 +45,11 @@ type option func(*setup.Config)
 // startServer runs a homeserver on 127.0.0.1:0 with its data in dir (a
 // fresh temp dir when empty) and stops it when the test ends.
 func startServer(t *testing.T, dir string, opts ...option) *server {
+	return startServerExtra(t, dir, nil, opts...)
+}
+
+// startServerExtra also sets test-only knobs.
+func startServerExtra(t *testing.T, dir string, extras []func(*setup.Extra), opts ...option) *server {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -57,8 +62,12 @@ func startServer(t *testing.T, dir string, opts ...option) *server {
 		o(&cfg)
 	}
 	s := &server{t: t, cfg: cfg, logs: &bytes.Buffer{}, now: &clock{}}
+	extra := setup.Extra{Password: cheapPasswords, Now: s.now.Now}
+	for _, o := range extras {
+		o(&extra)
+	}
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: s.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	node, err := setup.Start(context.Background(), cfg, log, setup.Extra{Password: cheapPasswords, Now: s.now.Now})
+	node, err := setup.Start(context.Background(), cfg, log, extra)
 	if err != nil {
 		t.Fatal(err)
 	}
