@@ -244,17 +244,17 @@ func (s *Server) announceDeviceList(tx storage.Tx, userID string, except uint32)
 	var entries []storage.InboxEntry
 	var woken []deviceAddr
 	for _, u := range append(contacts, userID) {
-		devs, err := devicesWithKeys(tx, u)
+		devs, err := tx.KeyedDevices(u)
 		if err != nil {
 			return nil, err
 		}
 		for _, d := range devs {
-			if u == userID && d.DeviceID == except {
+			if u == userID && d == except {
 				continue
 			}
-			entries = append(entries, storage.InboxEntry{UserID: u, DeviceID: d.DeviceID, Kind: storage.EntryDeviceList,
+			entries = append(entries, storage.InboxEntry{UserID: u, DeviceID: d, Kind: storage.EntryDeviceList,
 				ExpiresAt: expires, Payload: payload})
-			woken = append(woken, deviceAddr{User: u, Device: d.DeviceID})
+			woken = append(woken, deviceAddr{User: u, Device: d})
 		}
 	}
 	return woken, tx.InsertInbox(entries)

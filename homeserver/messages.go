@@ -128,15 +128,15 @@ func checkSend(req wire.SendRequest) error {
 func checkRecipients(tx storage.Tx, c Caller, to string, envs []wire.Envelope) error {
 	want := deviceSet{}
 	for _, u := range []string{to, c.UserID} {
-		devs, err := devicesWithKeys(tx, u)
+		devs, err := tx.KeyedDevices(u)
 		if err != nil {
 			return err
 		}
 		for _, d := range devs {
-			if u == c.UserID && d.DeviceID == c.DeviceID {
+			if u == c.UserID && d == c.DeviceID {
 				continue
 			}
-			want[deviceAddr{User: u, Device: d.DeviceID}] = struct{}{}
+			want[deviceAddr{User: u, Device: d}] = struct{}{}
 		}
 	}
 	got := deviceSet{}
@@ -320,7 +320,7 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 
 // receiptEntries builds one receipt entry for every device of user.
 func (s *Server) receiptEntries(tx storage.Tx, user, conv string, seq uint64, payload []byte) ([]storage.InboxEntry, []deviceAddr, error) {
-	devs, err := devicesWithKeys(tx, user)
+	devs, err := tx.KeyedDevices(user)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -328,9 +328,9 @@ func (s *Server) receiptEntries(tx storage.Tx, user, conv string, seq uint64, pa
 	entries := make([]storage.InboxEntry, 0, len(devs))
 	woken := make([]deviceAddr, 0, len(devs))
 	for _, d := range devs {
-		entries = append(entries, storage.InboxEntry{UserID: user, DeviceID: d.DeviceID, Kind: storage.EntryReceipt,
+		entries = append(entries, storage.InboxEntry{UserID: user, DeviceID: d, Kind: storage.EntryReceipt,
 			Conversation: conv, Seq: seq, ExpiresAt: expires, Payload: payload})
-		woken = append(woken, deviceAddr{User: user, Device: d.DeviceID})
+		woken = append(woken, deviceAddr{User: user, Device: d})
 	}
 	return entries, woken, nil
 }

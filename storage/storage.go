@@ -53,6 +53,9 @@ type Tx interface {
 	Device(userID string, deviceID uint32) (Device, error)
 	DeviceByToken(tokenHash []byte) (Device, error)
 	Devices(userID string) ([]Device, error)
+	// KeyedDevices lists the numbers of the user's devices that have keys:
+	// the devices a sender encrypts to.
+	KeyedDevices(userID string) ([]uint32, error)
 	DeleteDevice(userID string, deviceID uint32) error // also its prekeys and inbox; ErrNotFound
 	SetDeviceKeys(userID string, deviceID uint32, k DeviceKeys) error
 

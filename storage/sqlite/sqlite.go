@@ -68,6 +68,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	q.Set("_busy_timeout", "10000")
 	q.Set("_foreign_keys", "on")
 	q.Set("_txlock", "immediate")
+	// Preparing costs more than running most of Parley's statements: keep
+	// each connection's prepared statements (the set of queries is fixed).
+	q.Set("_stmt_cache_size", "128")
 	dsn := "file:" + path + "?" + q.Encode()
 
 	write, err := sql.Open("sqlite3", dsn)

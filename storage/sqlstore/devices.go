@@ -44,6 +44,18 @@ func (t *Tx) Devices(userID string) ([]storage.Device, error) {
 	return collect(rows, scanDevice)
 }
 
+func (t *Tx) KeyedDevices(userID string) ([]uint32, error) {
+	rows, err := t.query(`SELECT device_id FROM devices WHERE user_id = ? AND identity_key IS NOT NULL
+		ORDER BY device_id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r interface{ Scan(...any) error }) (uint32, error) {
+		var id uint32
+		return id, r.Scan(&id)
+	})
+}
+
 func (t *Tx) DeleteDevice(userID string, deviceID uint32) error {
 	if err := mustAffect(t.exec(`DELETE FROM devices WHERE user_id = ? AND device_id = ?`, userID, deviceID)); err != nil {
 		return err

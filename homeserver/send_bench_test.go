@@ -1,0 +1,87 @@
+package homeserver_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/parleychat/parley/e2ee"
+	"github.com/parleychat/parley/homeserver"
+	"github.com/parleychat/parley/storage/sqlite"
+	"github.com/parleychat/parley/wire"
+)
+
+// benchServer is a homeserver on a real SQLite file with n users of one
+// device each, keys uploaded.
+func benchServer(b *testing.B, n int) (*homeserver.Server, []homeserver.Caller) {
+	b.Helper()
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, b.TempDir(), sqlite.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	hs, err := homeserver.New(store, homeserver.Options{Domain: "bench.example",
+		Password: homeserver.PasswordParams{Memory: 64, Time: 1, Threads: 1}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys, err := e2ee.OpenStore(filepath.Join(b.TempDir(), "k.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer keys.Close()
+	if err := keys.CreateIdentity(ctx); err != nil {
+		b.Fatal(err)
+	}
+	up, err := keys.KeyUpload(ctx, true, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var callers []homeserver.Caller
+	for i := range n {
+		s, err := hs.Register(ctx, wire.RegisterRequest{User: fmt.Sprint("u", i), Password: "bench password"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := homeserver.Caller{UserID: s.UserID, DeviceID: s.DeviceID}
+		if _, err := hs.UploadKeys(ctx, c, up); err != nil {
+			b.Fatal(err)
+		}
+		callers = append(callers, c)
+	}
+	return hs, callers
+}
+
+// BenchmarkSend measures one durable, sequenced direct message (commit
+// included), one sender at a time and many at once (group commit).
+func BenchmarkSend(b *testing.B) {
+	body := make([]byte, 200)
+	for _, par := range []int{1, 64} {
+		b.Run(fmt.Sprintf("senders=%d", par), func(b *testing.B) {
+			hs, cs := benchServer(b, 2*par)
+			ctx := context.Background()
+			var next, id atomic.Int64
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			b.SetParallelism((par + 1) / 2) // RunParallel starts this × GOMAXPROCS goroutines
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				pair := int(next.Add(1)-1) % par
+				from, to := cs[2*pair], cs[2*pair+1]
+				for pb.Next() {
+					_, err := hs.Send(ctx, from, wire.SendRequest{ClientID: fmt.Sprint(id.Add(1)), To: to.UserID,
+						Envelopes: []wire.Envelope{{User: to.UserID, Device: to.DeviceID, Type: wire.CiphertextWhisper, Body: body}}})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
