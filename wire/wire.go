@@ -168,15 +168,28 @@ type Envelope struct {
 }
 
 // SendRequest is the body of POST /v1/messages and of a "send" frame. To is
-// a user id for a direct conversation. Envelopes must cover exactly the
-// devices with keys of the recipient and of the sender's other devices;
-// otherwise the send is refused with stale_devices, listing the devices to
-// add (Missing) and remove (Extra). ClientID makes retries safe: a repeated
-// ClientID from the same device returns the first send's result.
+// a user id for a direct conversation, or a group id ("g-…"). The
+// recipient devices are the devices with keys of the recipient (or of
+// every member of the group) and the sender's other devices; each must get
+// exactly one ciphertext: its own Envelope (pairwise Signal), or, in a
+// group, the Shared sender-key ciphertext by being listed in
+// Shared.Devices. Otherwise the send is refused with stale_devices,
+// listing the devices to add (Missing) and remove (Extra). ClientID makes
+// retries safe: a repeated ClientID from the same device returns the first
+// send's result.
 type SendRequest struct {
 	ClientID  string     `json:"client_id"`
 	To        string     `json:"to"`
-	Envelopes []Envelope `json:"envelopes"`
+	Envelopes []Envelope `json:"envelopes,omitempty"`
+	Shared    *Shared    `json:"shared,omitempty"`
+}
+
+// Shared is one ciphertext for many devices of a group (a Signal
+// SenderKeyMessage, type "senderkey"), stored once by the server.
+type Shared struct {
+	Type    string          `json:"type"`
+	Body    []byte          `json:"body"`
+	Devices []DeviceAddress `json:"devices"`
 }
 
 // SendResult answers a send once it is durable and sequenced.
@@ -219,6 +232,7 @@ const (
 	EventMessage    = "message"     // inbox: an encrypted message for this device
 	EventReceipt    = "receipt"     // inbox: delivered/read acknowledgement for a message this user sent
 	EventDeviceList = "device_list" // inbox: User's device list changed; re-fetch it
+	EventGroup      = "group_event" // inbox: a membership or metadata change, in the group's sequence
 	EventExpired    = "expired"     // inbox: Conversation lost FromSeq..ToSeq unread to retention
 	EventAccepted   = "accepted"    // live: the send with ClientID is durably stored
 	EventSent       = "sent"        // live: the send with ClientID got Seq in Conversation
@@ -237,6 +251,9 @@ type Event struct {
 	Conversation string `json:"conversation,omitempty"`
 	Seq          uint64 `json:"seq,omitempty"`
 
+	// message, group_event: the group, when the conversation is one
+	Group string `json:"group,omitempty"`
+
 	// message
 	From           string     `json:"from,omitempty"`
 	FromDevice     uint32     `json:"from_device,omitempty"`
@@ -249,8 +266,14 @@ type Event struct {
 	By       string `json:"by,omitempty"`
 	ByDevice uint32 `json:"by_device,omitempty"`
 
-	// device_list
+	// device_list; group_event: the member concerned
 	User string `json:"user,omitempty"`
+
+	// group_event
+	Action string     `json:"action,omitempty"` // one of the Group* actions
+	Actor  string     `json:"actor,omitempty"`  // who did it
+	Role   string     `json:"role,omitempty"`   // the member's role after it
+	Meta   *GroupMeta `json:"meta,omitempty"`   // created, metadata
 
 	// expired
 	FromSeq uint64 `json:"from_seq,omitempty"`
@@ -265,7 +288,8 @@ type Event struct {
 	Missing []DeviceAddress `json:"missing,omitempty"`
 	Extra   []DeviceAddress `json:"extra,omitempty"`
 
-	// prekeys_low
+	// prekeys_low; receipt in a group: how many members (read) or member
+	// devices (delivered) have reached Seq
 	Count int `json:"count,omitempty"`
 }
 
@@ -284,6 +308,7 @@ type ClientFrame struct {
 	ClientID  string     `json:"client_id,omitempty"`
 	To        string     `json:"to,omitempty"`
 	Envelopes []Envelope `json:"envelopes,omitempty"`
+	Shared    *Shared    `json:"shared,omitempty"`
 
 	IDs []int64 `json:"ids,omitempty"`
 
