@@ -97,6 +97,7 @@ func (a *API) routes() {
 	v1.POST("/inbox/ack", a.ack, auth)
 	v1.POST("/read", a.read, auth)
 	v1.GET("/ws", a.socket, auth)
+	a.groupRoutes(v1)
 }
 
 const callerKey = "parley.caller"

@@ -36,6 +36,12 @@ var statusOf = map[string]int{
 	wire.CodeUnsupported:      http.StatusNotImplemented,
 	wire.CodeRateLimited:      http.StatusTooManyRequests,
 	wire.CodeMethodNotAllowed: http.StatusMethodNotAllowed,
+	wire.CodeUnknownGroup:     http.StatusNotFound,
+	wire.CodeNotMember:        http.StatusForbidden,
+	wire.CodeAlreadyMember:    http.StatusConflict,
+	wire.CodeLastOwner:        http.StatusConflict,
+	wire.CodeGroupFull:        http.StatusConflict,
+	wire.CodeNotInvited:       http.StatusForbidden,
 	wire.CodeInternal:         http.StatusInternalServerError,
 	wire.CodeUnavailable:      http.StatusServiceUnavailable,
 }

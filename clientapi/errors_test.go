@@ -21,6 +21,8 @@ func TestErrorStatuses(t *testing.T) {
 		"not_found": 404, "bad_signature": 400, "bad_key": 400, "keys_required": 400,
 		"too_many_prekeys": 400, "stale_devices": 409, "client_id_reused": 409, "unsupported": 501,
 		"rate_limited": 429, "method_not_allowed": 405, "internal": 500, "unavailable": 503,
+		"unknown_group": 404, "not_member": 403, "already_member": 409, "last_owner": 409,
+		"group_full": 409, "not_invited": 403,
 	}
 	for code, status := range pinned {
 		if got := StatusOf(code); got != status {

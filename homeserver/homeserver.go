@@ -22,7 +22,9 @@ type Options struct {
 	Domain    string
 	Retention time.Duration // how long undelivered events are kept (default 30 days)
 	Password  PasswordParams
-	Now       func() time.Time // clock; tests may move it
+	// MaxGroupMembers bounds a group's members and invitees (default 1024).
+	MaxGroupMembers int
+	Now             func() time.Time // clock; tests may move it
 }
 
 // Notifier is told about changes after they are committed. The socket layer
@@ -61,6 +63,9 @@ func New(store storage.Store, opts Options, log *slog.Logger) (*Server, error) {
 	}
 	if opts.Password == (PasswordParams{}) {
 		opts.Password = DefaultPasswordParams()
+	}
+	if opts.MaxGroupMembers <= 0 {
+		opts.MaxGroupMembers = wire.DefaultMaxGroupMembers
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -2,6 +2,7 @@ package homeserver
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -13,34 +14,87 @@ import (
 	"github.com/parleychat/parley/wire"
 )
 
-// Send stores a direct message durably, gives it the next sequence number
-// of its conversation and puts one inbox entry per recipient device (the
-// recipient's devices and the sender's other devices). It returns only after
-// the commit, so "accepted" is never said of a message that could be lost.
-// A repeated client id returns the first send's result and stores nothing.
+// Send stores a message durably, gives it the next sequence number of its
+// conversation and puts one inbox entry per recipient device: the
+// recipient's devices (or every member's, in a group) and the sender's
+// other devices. It returns only after the commit, so "accepted" is never
+// said of a message that could be lost. A repeated client id returns the
+// first send's result and stores nothing.
 func (s *Server) Send(ctx context.Context, c Caller, req wire.SendRequest) (wire.SendResult, error) {
 	if err := checkSend(req); err != nil {
 		return wire.SendResult{}, err
+	}
+	if IsGroupID(req.To) {
+		return s.sendGroup(ctx, c, req)
+	}
+	if req.Shared != nil {
+		return wire.SendResult{}, invalid("shared", "a shared ciphertext is for groups only")
 	}
 	to, err := s.localUser("to", req.To)
 	if err != nil {
 		return wire.SendResult{}, err
 	}
 	convID := DirectConversationID(c.UserID, to)
+	return s.store1(ctx, c, req, convID, func(tx storage.Tx) error {
+		if _, err := tx.Account(to); notFound(err) {
+			return refuse(wire.CodeUnknownUser, "%s does not exist", to)
+		} else if err != nil {
+			return err
+		}
+		want := deviceSet{}
+		for _, u := range []string{to, c.UserID} {
+			devs, err := tx.KeyedDevices(u)
+			if err != nil {
+				return err
+			}
+			for _, d := range devs {
+				want[deviceAddr{User: u, Device: d}] = struct{}{}
+			}
+		}
+		delete(want, deviceAddr{User: c.UserID, Device: c.DeviceID})
+		if err := checkCoverage(want, req); err != nil {
+			return err
+		}
+		if _, err := tx.Conversation(convID); notFound(err) {
+			return tx.InsertConversation(storage.Conversation{ID: convID, Kind: storage.KindDirect,
+				Hub: s.opts.Domain, CreatedAt: s.now()}, []string{c.UserID, to})
+		} else {
+			return err
+		}
+	})
+}
 
+// store1 is the part of a send common to every conversation: inside one
+// Write it answers a retried client id, runs check (authorization, device
+// coverage, creating the conversation), sequences the message and fills
+// the inboxes.
+func (s *Server) store1(ctx context.Context, c Caller, req wire.SendRequest, convID string, check func(storage.Tx) error) (wire.SendResult, error) {
 	// Everything that does not need the database is prepared here, outside
 	// the writer: JSON and base64 of the ciphertexts cost more than the SQL.
 	sentAt := s.now().Truncate(time.Millisecond) // what storage keeps, so a retry answers the same
 	expires := sentAt.Add(s.opts.Retention)
+	group := ""
+	if IsGroupID(convID) {
+		group = convID
+	}
+	ev := wire.Event{Type: wire.EventMessage, Conversation: convID, Group: group, From: c.UserID,
+		FromDevice: c.DeviceID, SentAt: &sentAt}
 	payloads := make([][]byte, len(req.Envelopes))
 	for i, e := range req.Envelopes {
-		payloads[i] = mustJSON(wire.Event{Type: wire.EventMessage, Conversation: convID, From: c.UserID,
-			FromDevice: c.DeviceID, CiphertextType: e.Type, Body: e.Body, SentAt: &sentAt})
+		ev.CiphertextType, ev.Body = e.Type, e.Body
+		payloads[i] = mustJSON(ev)
+	}
+	var shared []byte
+	var msg storage.Message
+	if req.Shared != nil {
+		ev.CiphertextType, ev.Body = req.Shared.Type, nil
+		shared = mustJSON(ev) // the body is joined from the message when read
+		msg.Body, msg.BodyType = req.Shared.Body, req.Shared.Type
 	}
 
 	var res wire.SendResult
 	var woken []deviceAddr
-	err = s.store.Write(ctx, func(tx storage.Tx) error {
+	err := s.store.Write(ctx, func(tx storage.Tx) error {
 		woken = woken[:0]
 		prev, err := tx.MessageByClientID(c.UserID, c.DeviceID, req.ClientID)
 		if err == nil {
@@ -52,38 +106,34 @@ func (s *Server) Send(ctx context.Context, c Caller, req wire.SendRequest) (wire
 		} else if !notFound(err) {
 			return err
 		}
-		if _, err := tx.Account(to); notFound(err) {
-			return refuse(wire.CodeUnknownUser, "%s does not exist", to)
-		} else if err != nil {
-			return err
-		}
-		if err := checkRecipients(tx, c, to, req.Envelopes); err != nil {
-			return err
-		}
-		if _, err := tx.Conversation(convID); notFound(err) {
-			members := []string{c.UserID, to}
-			err = tx.InsertConversation(storage.Conversation{ID: convID, Kind: storage.KindDirect,
-				Hub: s.opts.Domain, CreatedAt: sentAt}, members)
-			if err != nil {
-				return err
-			}
-		} else if err != nil {
+		if err := check(tx); err != nil {
 			return err
 		}
 		seq, err := tx.NextSeq(convID)
 		if err != nil {
 			return err
 		}
-		msgID, err := tx.InsertMessage(storage.Message{Conversation: convID, Seq: seq, Sender: c.UserID,
-			SenderDevice: c.DeviceID, ClientID: req.ClientID, SentAt: sentAt, ExpiresAt: expires})
+		m := msg
+		m.Conversation, m.Seq, m.Sender, m.SenderDevice = convID, seq, c.UserID, c.DeviceID
+		m.ClientID, m.SentAt, m.ExpiresAt = req.ClientID, sentAt, expires
+		msgID, err := tx.InsertMessage(m)
 		if err != nil {
 			return err
 		}
-		entries := make([]storage.InboxEntry, len(req.Envelopes))
+		entry := storage.InboxEntry{Kind: storage.EntryMessage, Conversation: convID, Seq: seq, MessageID: msgID, ExpiresAt: expires}
+		entries := make([]storage.InboxEntry, 0, len(req.Envelopes)+deviceCount(req.Shared))
 		for i, e := range req.Envelopes {
-			entries[i] = storage.InboxEntry{UserID: e.User, DeviceID: e.Device, Kind: storage.EntryMessage,
-				Conversation: convID, Seq: seq, MessageID: msgID, ExpiresAt: expires, Payload: withSeq(payloads[i], seq)}
+			entry.UserID, entry.DeviceID, entry.Payload = e.User, e.Device, withSeq(payloads[i], seq)
+			entries = append(entries, entry)
 			woken = append(woken, deviceAddr{User: e.User, Device: e.Device})
+		}
+		if req.Shared != nil {
+			p := withSeq(shared, seq)
+			for _, d := range req.Shared.Devices {
+				entry.UserID, entry.DeviceID, entry.Payload = d.User, d.Device, p
+				entries = append(entries, entry)
+				woken = append(woken, d)
+			}
 		}
 		res = wire.SendResult{ClientID: req.ClientID, Conversation: convID, Seq: seq, SentAt: sentAt}
 		return tx.InsertInbox(entries)
@@ -95,12 +145,19 @@ func (s *Server) Send(ctx context.Context, c Caller, req wire.SendRequest) (wire
 	return res, nil
 }
 
+func deviceCount(sh *wire.Shared) int {
+	if sh == nil {
+		return 0
+	}
+	return len(sh.Devices)
+}
+
 func checkSend(req wire.SendRequest) error {
 	if req.ClientID == "" || len(req.ClientID) > wire.MaxClientIDLen || !printableASCII(req.ClientID) {
 		return invalid("client_id", "client_id is 1-%d printable ASCII characters", wire.MaxClientIDLen)
 	}
-	if len(req.Envelopes) > wire.MaxEnvelopes {
-		return invalid("envelopes", "at most %d envelopes per send", wire.MaxEnvelopes)
+	if len(req.Envelopes)+deviceCount(req.Shared) > wire.MaxEnvelopes {
+		return invalid("envelopes", "at most %d recipient devices per send", wire.MaxEnvelopes)
 	}
 	for i, e := range req.Envelopes {
 		field := "envelopes[" + strconv.Itoa(i) + "]"
@@ -109,46 +166,59 @@ func checkSend(req wire.SendRequest) error {
 		default:
 			return invalid(field+".type", "type must be %q or %q", wire.CiphertextPreKey, wire.CiphertextWhisper)
 		}
-		if len(e.Body) == 0 {
-			return invalid(field+".body", "empty ciphertext")
+		if err := checkBody(field+".body", e.Body); err != nil {
+			return err
 		}
-		if len(e.Body) > wire.MaxEnvelopeBytes {
-			return &Error{Code: wire.CodeTooLarge, Field: field + ".body",
-				Message: "a ciphertext is at most " + strconv.Itoa(wire.MaxEnvelopeBytes) + " bytes"}
+	}
+	if sh := req.Shared; sh != nil {
+		if sh.Type != wire.CiphertextSenderKey {
+			return invalid("shared.type", "type must be %q", wire.CiphertextSenderKey)
+		}
+		if err := checkBody("shared.body", sh.Body); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// checkRecipients requires the envelopes to cover exactly the devices with
-// keys of the recipient and the sender's other devices, once each. A stale
-// list is refused with what to add and remove, as Signal does, so the
-// client fetches bundles and retries instead of a device silently missing
-// messages.
-func checkRecipients(tx storage.Tx, c Caller, to string, envs []wire.Envelope) error {
-	want := deviceSet{}
-	for _, u := range []string{to, c.UserID} {
-		devs, err := tx.KeyedDevices(u)
-		if err != nil {
-			return err
-		}
-		for _, d := range devs {
-			if u == c.UserID && d == c.DeviceID {
-				continue
-			}
-			want[deviceAddr{User: u, Device: d}] = struct{}{}
-		}
+func checkBody(field string, b []byte) error {
+	if len(b) == 0 {
+		return invalid(field, "empty ciphertext")
 	}
+	if len(b) > wire.MaxEnvelopeBytes {
+		return &Error{Code: wire.CodeTooLarge, Field: field,
+			Message: "a ciphertext is at most " + strconv.Itoa(wire.MaxEnvelopeBytes) + " bytes"}
+	}
+	return nil
+}
+
+// checkCoverage requires the envelopes and the shared ciphertext's devices
+// to cover exactly the wanted devices, once each. A stale list is refused
+// with what to add and remove, as Signal does, so the client fetches
+// bundles and retries instead of a device silently missing messages.
+func checkCoverage(want deviceSet, req wire.SendRequest) error {
 	got := deviceSet{}
 	var extra []deviceAddr
-	for i, e := range envs {
-		a := deviceAddr{User: e.User, Device: e.Device}
+	add := func(field string, a deviceAddr) error {
 		if _, dup := got[a]; dup {
-			return invalid("envelopes["+strconv.Itoa(i)+"]", "two envelopes for %s device %d", e.User, e.Device)
+			return invalid(field, "two ciphertexts for %s device %d", a.User, a.Device)
 		}
 		got[a] = struct{}{}
 		if _, ok := want[a]; !ok {
 			extra = append(extra, a)
+		}
+		return nil
+	}
+	for i, e := range req.Envelopes {
+		if err := add("envelopes["+strconv.Itoa(i)+"]", deviceAddr{User: e.User, Device: e.Device}); err != nil {
+			return err
+		}
+	}
+	if req.Shared != nil {
+		for i, d := range req.Shared.Devices {
+			if err := add("shared.devices["+strconv.Itoa(i)+"]", d); err != nil {
+				return err
+			}
 		}
 	}
 	var missing []deviceAddr
@@ -162,7 +232,7 @@ func checkRecipients(tx storage.Tx, c Caller, to string, envs []wire.Envelope) e
 	}
 	sortAddrs(missing)
 	sortAddrs(extra)
-	return &Error{Code: wire.CodeStaleDevices, Message: "the envelopes do not match the current device lists",
+	return &Error{Code: wire.CodeStaleDevices, Message: "the ciphertexts do not match the current device lists",
 		Missing: missing, Extra: extra}
 }
 
@@ -204,7 +274,11 @@ func (s *Server) Inbox(ctx context.Context, c Caller, after int64, limit int) ([
 	}
 	out := make([]InboxEvent, len(entries))
 	for i, e := range entries {
-		out[i] = InboxEvent{ID: e.ID, JSON: withField(e.Payload, "id", e.ID)}
+		js := e.Payload
+		if e.SharedBody != nil {
+			js = withBody(js, e.SharedBody)
+		}
+		out[i] = InboxEvent{ID: e.ID, JSON: withField(js, "id", e.ID)}
 	}
 	return out, more, nil
 }
@@ -213,8 +287,10 @@ func (s *Server) Inbox(ctx context.Context, c Caller, after int64, limit int) ([
 const MaxAckIDs = 1000
 
 // Ack deletes acknowledged entries from the caller's inbox and, for each
-// message another user sent, queues a "delivered" receipt for the sender's
-// devices, in the same commit.
+// message another user sent, tells the sender's devices, in the same
+// commit: one "delivered" receipt per acknowledging device in a direct
+// conversation; in a group, one aggregated receipt per sender device
+// carrying how many devices have it.
 func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 	if len(ids) > MaxAckIDs {
 		return invalid("ids", "at most %d ids per acknowledgement", MaxAckIDs)
@@ -244,11 +320,26 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 			if m.Sender == c.UserID {
 				continue // a copy of our own message on another device
 			}
-			payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
-				Conversation: m.Conversation, Seq: m.Seq, By: c.UserID, ByDevice: c.DeviceID})
-			r, w, err := s.receiptEntries(tx, m.Sender, m.Conversation, m.Seq, payload)
-			if err != nil {
-				return err
+			var r []storage.InboxEntry
+			var w []deviceAddr
+			if IsGroupID(m.Conversation) {
+				n, err := tx.AddDelivered(m.ID)
+				if err != nil {
+					return err
+				}
+				payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
+					Conversation: m.Conversation, Group: m.Conversation, Seq: m.Seq, Count: n})
+				r, w, err = s.summaryEntries(tx, m.Sender, m.Conversation, m.Seq, storage.EntryDeliveredSummary, payload)
+				if err != nil {
+					return err
+				}
+			} else {
+				payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
+					Conversation: m.Conversation, Seq: m.Seq, By: c.UserID, ByDevice: c.DeviceID})
+				r, w, err = s.receiptEntries(tx, m.Sender, m.Conversation, m.Seq, storage.EntryReceipt, payload)
+				if err != nil {
+					return err
+				}
 			}
 			receipts = append(receipts, r...)
 			woken = append(woken, w...)
@@ -262,8 +353,13 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 	return nil
 }
 
-// MarkRead records that the caller read a conversation up to seq and tells
-// the other members' devices with a "read" receipt, once per advance.
+// MarkRead records that the caller read a conversation up to seq. In a
+// direct conversation the other member's devices get a "read" receipt. In
+// a group, each member who sent messages in the newly read range gets one
+// aggregated receipt per device: up to which of its messages, and how many
+// members have read that far. A 1,024-member group thus never sends 1,023
+// receipts one by one to a sender's devices: an unread summary is replaced
+// by the newer one.
 func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) error {
 	if req.Conversation == "" || len(req.Conversation) > 128 {
 		return invalid("conversation", "conversation id required")
@@ -291,18 +387,39 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 		if req.Seq > conv.LastSeq {
 			return invalid("seq", "conversation has no seq %d yet (last is %d)", req.Seq, conv.LastSeq)
 		}
-		advanced, err := tx.AdvanceReadMarker(c.UserID, conv.ID, req.Seq)
+		prev, advanced, err := tx.AdvanceReadMarker(c.UserID, conv.ID, req.Seq)
 		if err != nil || !advanced {
 			return err
 		}
+		var receipts []storage.InboxEntry
+		if conv.Kind == storage.KindGroup {
+			senders, err := tx.SendersBetween(conv.ID, prev, req.Seq, c.UserID)
+			if err != nil {
+				return err
+			}
+			for _, sd := range senders {
+				n, err := tx.CountReadersAtLeast(conv.ID, sd.Seq, sd.Sender)
+				if err != nil {
+					return err
+				}
+				payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusRead,
+					Conversation: conv.ID, Group: conv.ID, Seq: sd.Seq, Count: n})
+				r, w, err := s.summaryEntries(tx, sd.Sender, conv.ID, sd.Seq, storage.EntryReadSummary, payload)
+				if err != nil {
+					return err
+				}
+				receipts = append(receipts, r...)
+				woken = append(woken, w...)
+			}
+			return tx.InsertInbox(receipts)
+		}
 		payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusRead,
 			Conversation: conv.ID, Seq: req.Seq, By: c.UserID})
-		var receipts []storage.InboxEntry
 		for _, m := range members {
 			if m == c.UserID {
 				continue
 			}
-			r, w, err := s.receiptEntries(tx, m, conv.ID, req.Seq, payload)
+			r, w, err := s.receiptEntries(tx, m, conv.ID, req.Seq, storage.EntryReceipt, payload)
 			if err != nil {
 				return err
 			}
@@ -318,8 +435,28 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 	return nil
 }
 
+// summaryEntries replaces any pending summary of the same kind for the
+// user's devices by a new one, inserted at once (so that a second summary
+// in the same transaction replaces it too); it returns no entries to insert.
+func (s *Server) summaryEntries(tx storage.Tx, user, conv string, seq uint64, kind string, payload []byte) ([]storage.InboxEntry, []deviceAddr, error) {
+	devs, err := tx.KeyedDevices(user)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, d := range devs {
+		if err := tx.DeleteInboxKind(user, d, kind, conv); err != nil {
+			return nil, nil, err
+		}
+	}
+	entries, woken, err := s.receiptEntries(tx, user, conv, seq, kind, payload)
+	if err != nil {
+		return nil, nil, err
+	}
+	return nil, woken, tx.InsertInbox(entries)
+}
+
 // receiptEntries builds one receipt entry for every device of user.
-func (s *Server) receiptEntries(tx storage.Tx, user, conv string, seq uint64, payload []byte) ([]storage.InboxEntry, []deviceAddr, error) {
+func (s *Server) receiptEntries(tx storage.Tx, user, conv string, seq uint64, kind string, payload []byte) ([]storage.InboxEntry, []deviceAddr, error) {
 	devs, err := tx.KeyedDevices(user)
 	if err != nil {
 		return nil, nil, err
@@ -328,7 +465,7 @@ func (s *Server) receiptEntries(tx storage.Tx, user, conv string, seq uint64, pa
 	entries := make([]storage.InboxEntry, 0, len(devs))
 	woken := make([]deviceAddr, 0, len(devs))
 	for _, d := range devs {
-		entries = append(entries, storage.InboxEntry{UserID: user, DeviceID: d, Kind: storage.EntryReceipt,
+		entries = append(entries, storage.InboxEntry{UserID: user, DeviceID: d, Kind: kind,
 			Conversation: conv, Seq: seq, ExpiresAt: expires, Payload: payload})
 		woken = append(woken, deviceAddr{User: user, Device: d})
 	}
@@ -338,6 +475,19 @@ func (s *Server) receiptEntries(tx storage.Tx, user, conv string, seq uint64, pa
 // withSeq puts "seq":N into an encoded event.
 func withSeq(payload []byte, seq uint64) []byte {
 	return withField(payload, "seq", int64(seq))
+}
+
+// withBody puts "body":"BASE64" into an encoded event.
+func withBody(obj, body []byte) []byte {
+	n := base64.StdEncoding.EncodedLen(len(body))
+	out := make([]byte, 0, len(obj)+n+10)
+	out = append(out, `{"body":"`...)
+	out = base64.StdEncoding.AppendEncode(out, body)
+	out = append(out, '"')
+	if len(obj) > 2 {
+		out = append(out, ',')
+	}
+	return append(out, obj[1:]...)
 }
 
 func withField(obj []byte, name string, v int64) []byte {

@@ -25,27 +25,29 @@ import (
 // --key-with-dashes and an environment variable PARLEY_KEY (upper case).
 // Precedence: flag, then environment, then the --config file, then default.
 type Config struct {
-	Domain         string   `yaml:"domain"`
-	Listen         string   `yaml:"listen"`
-	Data           string   `yaml:"data"`
-	Retention      Duration `yaml:"retention"`
-	ExpiryInterval Duration `yaml:"expiry_interval"`
-	ClientTLSCert  string   `yaml:"client_tls_cert"`
-	ClientTLSKey   string   `yaml:"client_tls_key"`
-	LogLevel       string   `yaml:"log_level"`
-	LogFormat      string   `yaml:"log_format"`
+	Domain          string   `yaml:"domain"`
+	Listen          string   `yaml:"listen"`
+	Data            string   `yaml:"data"`
+	Retention       Duration `yaml:"retention"`
+	ExpiryInterval  Duration `yaml:"expiry_interval"`
+	MaxGroupMembers int      `yaml:"max_group_members"`
+	ClientTLSCert   string   `yaml:"client_tls_cert"`
+	ClientTLSKey    string   `yaml:"client_tls_key"`
+	LogLevel        string   `yaml:"log_level"`
+	LogFormat       string   `yaml:"log_format"`
 }
 
 // Defaults is the configuration of `go run ./cmd/homeserver` with nothing set.
 func Defaults() Config {
 	return Config{
-		Domain:         "localhost",
-		Listen:         "127.0.0.1:8080",
-		Data:           "./data",
-		Retention:      Duration(30 * 24 * time.Hour),
-		ExpiryInterval: Duration(time.Hour),
-		LogLevel:       "info",
-		LogFormat:      "text",
+		Domain:          "localhost",
+		Listen:          "127.0.0.1:8080",
+		Data:            "./data",
+		Retention:       Duration(30 * 24 * time.Hour),
+		ExpiryInterval:  Duration(time.Hour),
+		MaxGroupMembers: 1024,
+		LogLevel:        "info",
+		LogFormat:       "text",
 	}
 }
 
@@ -71,6 +73,9 @@ func (c Config) Validate() error {
 	}
 	if c.ExpiryInterval < Duration(time.Second) {
 		bad("expiry_interval", "%s is too short (at least 1s)", c.ExpiryInterval)
+	}
+	if c.MaxGroupMembers < 2 || c.MaxGroupMembers > 100000 {
+		bad("max_group_members", "%d is outside 2..100000", c.MaxGroupMembers)
 	}
 	if (c.ClientTLSCert == "") != (c.ClientTLSKey == "") {
 		bad("client_tls_cert", "client_tls_cert and client_tls_key go together")
@@ -133,11 +138,24 @@ func (c *Config) options() []option {
 		{"data", "directory holding the SQLite database", (*stringValue)(&c.Data)},
 		{"retention", "how long undelivered messages are kept", &c.Retention},
 		{"expiry_interval", "how often expired messages are removed", &c.ExpiryInterval},
+		{"max_group_members", "most members (and invitees) a group may have", (*intValue)(&c.MaxGroupMembers)},
 		{"client_tls_cert", "PEM certificate for the client API (empty: plain HTTP, e.g. behind a TLS proxy)", (*stringValue)(&c.ClientTLSCert)},
 		{"client_tls_key", "PEM private key for client_tls_cert", (*stringValue)(&c.ClientTLSKey)},
 		{"log_level", "debug, info, warn or error", (*stringValue)(&c.LogLevel)},
 		{"log_format", "text or json", (*stringValue)(&c.LogFormat)},
 	}
+}
+
+type intValue int
+
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	*v = intValue(n)
+	return nil
 }
 
 type stringValue string

@@ -50,7 +50,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, extra Extra) (*Nod
 		return nil, err
 	}
 	hs, err := homeserver.New(store, homeserver.Options{Domain: cfg.Domain, Retention: time.Duration(cfg.Retention),
-		Password: extra.Password, Now: extra.Now}, log)
+		Password: extra.Password, Now: extra.Now, MaxGroupMembers: cfg.MaxGroupMembers}, log)
 	if err != nil {
 		store.Close()
 		return nil, err

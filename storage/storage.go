@@ -96,8 +96,83 @@ type Tx interface {
 	DeleteMessagesBefore(t time.Time) (int64, error)
 
 	// AdvanceReadMarker records that userID read conversationID up to seq
-	// and reports whether that moved the marker forward.
-	AdvanceReadMarker(userID, conversationID string, seq uint64) (bool, error)
+	// and returns the marker before (0 if none) and whether it moved
+	// forward.
+	AdvanceReadMarker(userID, conversationID string, seq uint64) (prev uint64, advanced bool, err error)
+	// CountReadersAtLeast counts users other than except whose read marker
+	// in the conversation is at seq or beyond.
+	CountReadersAtLeast(conversationID string, seq uint64, except string) (int, error)
+	// SendersBetween returns, per sender other than except, the highest
+	// seq of its messages in the conversation with from < seq <= to.
+	SendersBetween(conversationID string, from, to uint64, except string) ([]SenderSeq, error)
+	// AddDelivered counts one more delivery of a message and returns the
+	// new count.
+	AddDelivered(messageID int64) (int, error)
+	// DeleteInboxKind deletes one device's entries of a kind in a
+	// conversation (a superseded receipt summary).
+	DeleteInboxKind(userID string, deviceID uint32, kind, conversationID string) error
+
+	// Groups
+	InsertGroup(g Group) error // ErrConflict if it exists
+	Group(id string) (Group, error)
+	UpdateGroup(g Group) error // metadata and removal seq
+	DeleteGroup(id string) error
+	GroupMembers(groupID string) ([]GroupMember, error) // joined and invited, by user id
+	GroupMember(groupID, userID string) (GroupMember, error)
+	PutGroupMember(m GroupMember) error // insert or replace
+	DeleteGroupMember(groupID, userID string) error
+	// UserGroups lists the groups userID is a member of or invited to.
+	UserGroups(userID string) ([]UserGroup, error)
+	// GroupDevices lists every device with keys of every joined member.
+	GroupDevices(groupID string) ([]GroupDevice, error)
+	// AddConversationMember and RemoveConversationMember keep a group's
+	// conversation members (its joined members) in step.
+	AddConversationMember(conversationID, userID string) error
+	RemoveConversationMember(conversationID, userID string) error
+}
+
+// SenderSeq is one sender's highest seq in a range.
+type SenderSeq struct {
+	Sender string
+	Seq    uint64
+}
+
+// Group is a group conversation's record at its hub.
+type Group struct {
+	ID          string
+	Name        string
+	Description string
+	Avatar      string
+	Creator     string
+	CreatedAt   time.Time
+	RemovalSeq  uint64 // seq of the latest removal or departure
+}
+
+// Member states.
+const (
+	MemberJoined  = "joined"
+	MemberInvited = "invited"
+)
+
+type GroupMember struct {
+	GroupID  string
+	UserID   string
+	Role     string
+	State    string
+	SinceSeq uint64 // the group seq at which the user joined or was invited
+}
+
+type UserGroup struct {
+	GroupID string
+	Name    string
+	Role    string
+	State   string
+}
+
+type GroupDevice struct {
+	UserID      string
+	DeviceID    uint32
+	IdentityKey []byte
 }
 
 // Account is a local user.
@@ -157,7 +232,11 @@ type Conversation struct {
 // message id and to route receipts back to the sender. The ciphertexts live
 // in the recipients' inbox entries.
 type Message struct {
-	ID           int64
+	ID int64
+	// Body and BodyType: a group's shared sender-key ciphertext, stored
+	// once for every device that gets it; empty for pairwise sends.
+	Body         []byte
+	BodyType     string
 	Conversation string
 	Seq          uint64
 	Sender       string
@@ -173,6 +252,11 @@ const (
 	EntryReceipt    = "receipt"
 	EntryDeviceList = "device_list"
 	EntryExpired    = "expired"
+	EntryGroup      = "group_event"
+	// A group's aggregated receipts: at most one of each pending per
+	// device and group.
+	EntryDeliveredSummary = "delivered_summary"
+	EntryReadSummary      = "read_summary"
 )
 
 // InboxEntry is one pending event for one device. Payload is the event as
@@ -188,4 +272,7 @@ type InboxEntry struct {
 	MessageID    int64     // the Message it belongs to, for message entries
 	ExpiresAt    time.Time // zero: never expires
 	Payload      []byte
+	// SharedBody is the message's shared ciphertext (filled in by Inbox),
+	// which the payload leaves out.
+	SharedBody []byte
 }

@@ -25,6 +25,12 @@ const (
 	CodeUnsupported      = "unsupported"      // e.g. a remote user before federation is enabled
 	CodeRateLimited      = "rate_limited"     // slow down
 	CodeMethodNotAllowed = "method_not_allowed"
-	CodeInternal         = "internal"    // server fault; the request may be retried
-	CodeUnavailable      = "unavailable" // shutting down or overloaded; retry later
+	CodeUnknownGroup     = "unknown_group"  // no such group
+	CodeNotMember        = "not_member"     // the caller (or the user named) is not a member of the group
+	CodeAlreadyMember    = "already_member" // the user is a member (or invited) already
+	CodeLastOwner        = "last_owner"     // the owner cannot leave, be removed or demoted; transfer ownership first
+	CodeGroupFull        = "group_full"     // over the group's member limit
+	CodeNotInvited       = "not_invited"    // accept/decline without an invitation
+	CodeInternal         = "internal"       // server fault; the request may be retried
+	CodeUnavailable      = "unavailable"    // shutting down or overloaded; retry later
 )

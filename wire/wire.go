@@ -274,6 +274,8 @@ type Event struct {
 	Actor  string     `json:"actor,omitempty"`  // who did it
 	Role   string     `json:"role,omitempty"`   // the member's role after it
 	Meta   *GroupMeta `json:"meta,omitempty"`   // created, metadata
+	// created, added, invited: the members concerned, with their roles
+	Members []Member `json:"members,omitempty"`
 
 	// expired
 	FromSeq uint64 `json:"from_seq,omitempty"`

@@ -84,4 +84,29 @@ CREATE TABLE read_markers (
 	PRIMARY KEY (user_id, conversation)
 );
 `},
+	{2, "groups: members, shared ciphertexts, delivery counts", `
+CREATE TABLE groups (
+	id          TEXT PRIMARY KEY,
+	name        TEXT NOT NULL,
+	description TEXT NOT NULL DEFAULT '',
+	avatar      TEXT NOT NULL DEFAULT '',
+	creator     TEXT NOT NULL,
+	created_at  INTEGER NOT NULL,
+	removal_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE group_members (
+	group_id  TEXT NOT NULL,
+	user_id   TEXT NOT NULL,
+	role      TEXT NOT NULL,
+	state     TEXT NOT NULL,
+	since_seq INTEGER NOT NULL,
+	PRIMARY KEY (group_id, user_id)
+);
+CREATE INDEX group_members_user ON group_members (user_id);
+ALTER TABLE messages ADD COLUMN body BLOB;
+ALTER TABLE messages ADD COLUMN body_type TEXT NOT NULL DEFAULT '';
+ALTER TABLE messages ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX read_markers_conversation ON read_markers (conversation, seq);
+CREATE INDEX inbox_device_kind ON inbox (user_id, device_id, kind, conversation);
+`},
 }

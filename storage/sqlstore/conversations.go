@@ -1,6 +1,10 @@
 package sqlstore
 
-import "github.com/parleychat/parley/storage"
+import (
+	"errors"
+
+	"github.com/parleychat/parley/storage"
+)
 
 func (t *Tx) Conversation(id string) (storage.Conversation, error) {
 	c := storage.Conversation{ID: id}
@@ -55,13 +59,46 @@ func (t *Tx) Contacts(userID string) ([]string, error) {
 	return collect(rows, scanString)
 }
 
-func (t *Tx) AdvanceReadMarker(userID, conversationID string, seq uint64) (bool, error) {
-	res, err := t.exec(`INSERT INTO read_markers (user_id, conversation, seq) VALUES (?, ?, ?)
-		ON CONFLICT (user_id, conversation) DO UPDATE SET seq = excluded.seq
-		WHERE read_markers.seq < excluded.seq`, userID, conversationID, seq)
-	if err != nil {
-		return false, err
+func (t *Tx) AdvanceReadMarker(userID, conversationID string, seq uint64) (uint64, bool, error) {
+	var prev uint64
+	err := t.queryRow(`SELECT seq FROM read_markers WHERE user_id = ? AND conversation = ?`, userID, conversationID).Scan(&prev)
+	if err != nil && !errors.Is(t.mapErr(err), storage.ErrNotFound) {
+		return 0, false, t.mapErr(err)
 	}
-	n, err := res.RowsAffected()
-	return n > 0, err
+	if seq <= prev {
+		return prev, false, nil
+	}
+	_, err = t.exec(`INSERT INTO read_markers (user_id, conversation, seq) VALUES (?, ?, ?)
+		ON CONFLICT (user_id, conversation) DO UPDATE SET seq = excluded.seq`, userID, conversationID, seq)
+	return prev, err == nil, err
+}
+
+func (t *Tx) CountReadersAtLeast(conversationID string, seq uint64, except string) (int, error) {
+	var n int
+	err := t.queryRow(`SELECT COUNT(*) FROM read_markers WHERE conversation = ? AND seq >= ? AND user_id <> ?`,
+		conversationID, seq, except).Scan(&n)
+	return n, t.mapErr(err)
+}
+
+func (t *Tx) SendersBetween(conversationID string, from, to uint64, except string) ([]storage.SenderSeq, error) {
+	rows, err := t.query(`SELECT sender, MAX(seq) FROM messages WHERE conversation = ? AND seq > ? AND seq <= ?
+		AND sender <> ? GROUP BY sender ORDER BY sender`, conversationID, from, to, except)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r interface{ Scan(...any) error }) (storage.SenderSeq, error) {
+		var s storage.SenderSeq
+		return s, r.Scan(&s.Sender, &s.Seq)
+	})
+}
+
+func (t *Tx) AddConversationMember(conversationID, userID string) error {
+	_, err := t.exec(`INSERT INTO conversation_members (conversation, user_id) VALUES (?, ?)
+		ON CONFLICT (conversation, user_id) DO NOTHING`, conversationID, userID)
+	return err
+}
+
+func (t *Tx) RemoveConversationMember(conversationID, userID string) error {
+	_, err := t.exec(`DELETE FROM conversation_members WHERE conversation = ? AND user_id = ?`, conversationID, userID)
+	return err
 }

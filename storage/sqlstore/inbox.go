@@ -33,13 +33,29 @@ func (t *Tx) InsertInbox(entries []storage.InboxEntry) error {
 	return nil
 }
 
+// Inbox joins the shared body of group messages, stored once in messages.
 func (t *Tx) Inbox(userID string, deviceID uint32, after int64, limit int) ([]storage.InboxEntry, error) {
-	rows, err := t.query(`SELECT `+inboxColumns+` FROM inbox WHERE user_id = ? AND device_id = ? AND id > ?
-		ORDER BY id LIMIT ?`, userID, deviceID, after, limit)
+	rows, err := t.query(`SELECT i.id, i.user_id, i.device_id, i.kind, i.conversation, i.seq, i.message_id,
+		i.expires_at, i.payload, m.body FROM inbox i LEFT JOIN messages m ON m.id = i.message_id
+		WHERE i.user_id = ? AND i.device_id = ? AND i.id > ? ORDER BY i.id LIMIT ?`, userID, deviceID, after, limit)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanInbox)
+	return collect(rows, func(r interface{ Scan(...any) error }) (storage.InboxEntry, error) {
+		var e storage.InboxEntry
+		var msgID sql.NullInt64
+		var expires int64
+		err := r.Scan(&e.ID, &e.UserID, &e.DeviceID, &e.Kind, &e.Conversation, &e.Seq, &msgID, &expires, &e.Payload,
+			&e.SharedBody)
+		e.MessageID, e.ExpiresAt = msgID.Int64, fromMS(expires)
+		return e, err
+	})
+}
+
+func (t *Tx) DeleteInboxKind(userID string, deviceID uint32, kind, conversationID string) error {
+	_, err := t.exec(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND kind = ? AND conversation = ?`,
+		userID, deviceID, kind, conversationID)
+	return err
 }
 
 func (t *Tx) DeleteInbox(userID string, deviceID uint32, ids []int64) ([]storage.InboxEntry, error) {

@@ -6,21 +6,23 @@ import (
 	"github.com/parleychat/parley/storage"
 )
 
-const messageColumns = `id, conversation, seq, sender, sender_device, client_id, sent_at, expires_at`
+const messageColumns = `id, conversation, seq, sender, sender_device, client_id, sent_at, expires_at, body, body_type`
 
 func scanMessage(row interface{ Scan(...any) error }) (storage.Message, error) {
 	var m storage.Message
 	var sent, expires int64
-	err := row.Scan(&m.ID, &m.Conversation, &m.Seq, &m.Sender, &m.SenderDevice, &m.ClientID, &sent, &expires)
+	err := row.Scan(&m.ID, &m.Conversation, &m.Seq, &m.Sender, &m.SenderDevice, &m.ClientID, &sent, &expires,
+		&m.Body, &m.BodyType)
 	m.SentAt, m.ExpiresAt = fromMS(sent), fromMS(expires)
 	return m, err
 }
 
 func (t *Tx) InsertMessage(m storage.Message) (int64, error) {
 	var id int64
-	err := t.queryRow(`INSERT INTO messages (conversation, seq, sender, sender_device, client_id, sent_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		m.Conversation, m.Seq, m.Sender, m.SenderDevice, m.ClientID, ms(m.SentAt), ms(m.ExpiresAt)).Scan(&id)
+	err := t.queryRow(`INSERT INTO messages (conversation, seq, sender, sender_device, client_id, sent_at, expires_at,
+		body, body_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		m.Conversation, m.Seq, m.Sender, m.SenderDevice, m.ClientID, ms(m.SentAt), ms(m.ExpiresAt),
+		m.Body, m.BodyType).Scan(&id)
 	return id, t.mapErr(err)
 }
 
@@ -33,6 +35,12 @@ func (t *Tx) MessageByClientID(sender string, senderDevice uint32, clientID stri
 func (t *Tx) Message(id int64) (storage.Message, error) {
 	m, err := scanMessage(t.queryRow(`SELECT `+messageColumns+` FROM messages WHERE id = ?`, id))
 	return m, t.mapErr(err)
+}
+
+func (t *Tx) AddDelivered(messageID int64) (int, error) {
+	var n int
+	err := t.queryRow(`UPDATE messages SET delivered = delivered + 1 WHERE id = ? RETURNING delivered`, messageID).Scan(&n)
+	return n, t.mapErr(err)
 }
 
 func (t *Tx) DeleteMessagesBefore(before time.Time) (int64, error) {

@@ -1,0 +1,629 @@
+package homeserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/parleychat/parley/storage"
+	"github.com/parleychat/parley/wire"
+)
+
+// Groups are ordered by their hub, the homeserver that created them (this
+// one, until federation). Every membership and metadata change is an event
+// in the group's own sequence, interleaved with its messages, so every
+// device sees one order and knows exactly which messages were sent before
+// and after a member left (and so when to rotate its sender key).
+
+// IsGroupID reports whether s names a group rather than a user.
+func IsGroupID(s string) bool { return strings.HasPrefix(s, wire.GroupIDPrefix) }
+
+func newGroupID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return wire.GroupIDPrefix + hex.EncodeToString(b)
+}
+
+func checkMeta(m wire.GroupMeta) error {
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{"name", m.Name, wire.MaxGroupNameLen}, {"description", m.Description, wire.MaxGroupDescriptionLen},
+		{"avatar", m.Avatar, wire.MaxGroupAvatarLen}} {
+		if len(f.v) > f.max {
+			return &Error{Code: wire.CodeTooLarge, Field: f.name, Message: f.name + " is at most " + strconv.Itoa(f.max) + " bytes"}
+		}
+		if !utf8.ValidString(f.v) || strings.ContainsRune(f.v, 0) {
+			return invalid(f.name, "%s must be UTF-8 without NUL", f.name)
+		}
+	}
+	return nil
+}
+
+// groupUsers validates a list of user ids to add or invite.
+func (s *Server) groupUsers(raw []string) ([]string, error) {
+	if len(raw) > wire.MaxGroupUsersPerCall {
+		return nil, invalid("users", "at most %d users per call", wire.MaxGroupUsersPerCall)
+	}
+	out := make([]string, 0, len(raw))
+	for i, r := range raw {
+		id, err := s.localUser("users["+strconv.Itoa(i)+"]", r)
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(out, id) {
+			return nil, invalid("users["+strconv.Itoa(i)+"]", "%s is listed twice", id)
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// groupState is what a group operation sees inside its transaction.
+type groupState struct {
+	group   storage.Group
+	members []storage.GroupMember
+	caller  storage.GroupMember // zero State if the caller is neither member nor invited
+}
+
+func (g *groupState) member(user string) (storage.GroupMember, bool) {
+	for _, m := range g.members {
+		if m.UserID == user {
+			return m, true
+		}
+	}
+	return storage.GroupMember{}, false
+}
+
+func (g *groupState) joined() int {
+	n := 0
+	for _, m := range g.members {
+		if m.State == storage.MemberJoined {
+			n++
+		}
+	}
+	return n
+}
+
+func isAdmin(m storage.GroupMember) bool {
+	return m.State == storage.MemberJoined && (m.Role == wire.RoleOwner || m.Role == wire.RoleAdmin)
+}
+
+func (s *Server) loadGroup(tx storage.Tx, id string, caller string) (*groupState, error) {
+	if !IsGroupID(id) {
+		return nil, invalid("group", "%q is not a group id", id)
+	}
+	g, err := tx.Group(id)
+	if notFound(err) {
+		return nil, refuse(wire.CodeUnknownGroup, "no group %s", id)
+	} else if err != nil {
+		return nil, err
+	}
+	members, err := tx.GroupMembers(id)
+	if err != nil {
+		return nil, err
+	}
+	st := &groupState{group: g, members: members}
+	st.caller, _ = st.member(caller)
+	return st, nil
+}
+
+func requireJoined(st *groupState) error {
+	if st.caller.State != storage.MemberJoined {
+		return refuse(wire.CodeNotMember, "you are not a member of %s", st.group.ID)
+	}
+	return nil
+}
+
+func requireAdmin(st *groupState) error {
+	if err := requireJoined(st); err != nil {
+		return err
+	}
+	if !isAdmin(st.caller) {
+		return refuse(wire.CodeForbidden, "only the group's owner and admins can do this")
+	}
+	return nil
+}
+
+// groupEvent puts ev, with the next seq of the group, into the inbox of
+// every device of the group's joined members (as they are after the
+// change) and of the extra users (a removed member, an invitee), and
+// returns the devices to wake.
+func (s *Server) groupEvent(tx storage.Tx, groupID string, ev wire.Event, extra ...string) ([]deviceAddr, uint64, error) {
+	seq, err := tx.NextSeq(groupID)
+	if err != nil {
+		return nil, 0, err
+	}
+	ev.Type, ev.Conversation, ev.Group, ev.Seq = wire.EventGroup, groupID, groupID, seq
+	payload := mustJSON(ev)
+	devs, err := tx.GroupDevices(groupID)
+	if err != nil {
+		return nil, 0, err
+	}
+	addrs := make([]deviceAddr, 0, len(devs))
+	for _, d := range devs {
+		addrs = append(addrs, deviceAddr{User: d.UserID, Device: d.DeviceID})
+	}
+	for _, u := range extra {
+		ds, err := tx.KeyedDevices(u)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, d := range ds {
+			if a := (deviceAddr{User: u, Device: d}); !slices.Contains(addrs, a) {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	expires := s.now().Add(s.opts.Retention)
+	entries := make([]storage.InboxEntry, len(addrs))
+	for i, a := range addrs {
+		entries[i] = storage.InboxEntry{UserID: a.User, DeviceID: a.Device, Kind: storage.EntryGroup,
+			Conversation: groupID, Seq: seq, ExpiresAt: expires, Payload: payload}
+	}
+	return addrs, seq, tx.InsertInbox(entries)
+}
+
+// groupOp runs one group change in one Write: load, check and mutate in
+// fn, which returns the event to sequence (or nil) and extra recipients.
+func (s *Server) groupOp(ctx context.Context, c Caller, id string,
+	fn func(tx storage.Tx, st *groupState) (*wire.Event, []string, error)) error {
+	var woken []deviceAddr
+	err := s.store.Write(ctx, func(tx storage.Tx) error {
+		woken = nil
+		st, err := s.loadGroup(tx, id, c.UserID)
+		if err != nil {
+			return err
+		}
+		ev, extra, err := fn(tx, st)
+		if err != nil || ev == nil {
+			return err
+		}
+		ev.Actor = c.UserID
+		woken, _, err = s.groupEvent(tx, id, *ev, extra...)
+		return err
+	})
+	if err != nil {
+		return internal(ctx, err)
+	}
+	s.wake(woken)
+	return nil
+}
+
+// CreateGroup makes a group with the caller as owner and the listed users
+// as members at once.
+func (s *Server) CreateGroup(ctx context.Context, c Caller, req wire.CreateGroupRequest) (wire.Group, error) {
+	if err := checkMeta(req.GroupMeta); err != nil {
+		return wire.Group{}, err
+	}
+	users, err := s.groupUsers(req.Members)
+	if err != nil {
+		return wire.Group{}, err
+	}
+	users = slices.DeleteFunc(users, func(u string) bool { return u == c.UserID })
+	if len(users)+1 > s.opts.MaxGroupMembers {
+		return wire.Group{}, refuse(wire.CodeGroupFull, "a group holds at most %d members", s.opts.MaxGroupMembers)
+	}
+	id := newGroupID()
+	var woken []deviceAddr
+	err = s.store.Write(ctx, func(tx storage.Tx) error {
+		for _, u := range users {
+			if _, err := tx.Account(u); notFound(err) {
+				return refuse(wire.CodeUnknownUser, "%s does not exist", u)
+			} else if err != nil {
+				return err
+			}
+		}
+		now := s.now()
+		all := append([]string{c.UserID}, users...)
+		if err := tx.InsertConversation(storage.Conversation{ID: id, Kind: storage.KindGroup, Hub: s.opts.Domain,
+			CreatedAt: now}, all); err != nil {
+			return err
+		}
+		if err := tx.InsertGroup(storage.Group{ID: id, Name: req.Name, Description: req.Description,
+			Avatar: req.Avatar, Creator: c.UserID, CreatedAt: now}); err != nil {
+			return err
+		}
+		members := make([]wire.Member, 0, len(all))
+		for i, u := range all {
+			role := wire.RoleMember
+			if i == 0 {
+				role = wire.RoleOwner
+			}
+			if err := tx.PutGroupMember(storage.GroupMember{GroupID: id, UserID: u, Role: role,
+				State: storage.MemberJoined, SinceSeq: 1}); err != nil {
+				return err
+			}
+			members = append(members, wire.Member{User: u, Role: role})
+		}
+		meta := req.GroupMeta
+		woken, _, err = s.groupEvent(tx, id, wire.Event{Action: wire.GroupCreated, Actor: c.UserID, Meta: &meta, Members: members})
+		return err
+	})
+	if err != nil {
+		return wire.Group{}, internal(ctx, err)
+	}
+	s.wake(woken)
+	s.log.InfoContext(ctx, "group created", "group", id, "owner", c.UserID, "members", len(users)+1)
+	return s.GetGroup(ctx, c, id)
+}
+
+// GetGroup describes a group to one of its members (or invitees).
+func (s *Server) GetGroup(ctx context.Context, c Caller, id string) (wire.Group, error) {
+	var out wire.Group
+	err := s.store.Read(ctx, func(tx storage.Tx) error {
+		st, err := s.loadGroup(tx, id, c.UserID)
+		if err != nil {
+			return err
+		}
+		if st.caller.State == "" {
+			return refuse(wire.CodeNotMember, "you are not a member of %s", id)
+		}
+		conv, err := tx.Conversation(id)
+		if err != nil {
+			return err
+		}
+		g := st.group
+		out = wire.Group{ID: id, GroupMeta: wire.GroupMeta{Name: g.Name, Description: g.Description, Avatar: g.Avatar},
+			Hub: conv.Hub, CreatedAt: g.CreatedAt, Seq: conv.LastSeq, RemovalSeq: g.RemovalSeq, Members: []wire.Member{}}
+		for _, m := range st.members {
+			if m.State == storage.MemberJoined {
+				out.Members = append(out.Members, wire.Member{User: m.UserID, Role: m.Role})
+			} else {
+				out.Invited = append(out.Invited, wire.Member{User: m.UserID, Role: m.Role})
+			}
+		}
+		return nil
+	})
+	return out, internal(ctx, err)
+}
+
+// ListGroups lists the caller's groups and pending invitations.
+func (s *Server) ListGroups(ctx context.Context, c Caller) (wire.GroupList, error) {
+	out := wire.GroupList{Groups: []wire.GroupSummary{}}
+	err := s.store.Read(ctx, func(tx storage.Tx) error {
+		gs, err := tx.UserGroups(c.UserID)
+		for _, g := range gs {
+			sum := wire.GroupSummary{ID: g.GroupID, Name: g.Name, Role: g.Role}
+			if g.State == storage.MemberJoined {
+				out.Groups = append(out.Groups, sum)
+			} else {
+				out.Invites = append(out.Invites, sum)
+			}
+		}
+		return err
+	})
+	return out, internal(ctx, err)
+}
+
+// AddMembers (admins) makes users members at once; Invite (admins) asks
+// them, and they Accept or Decline.
+func (s *Server) AddMembers(ctx context.Context, c Caller, id string, raw []string) error {
+	return s.addUsers(ctx, c, id, raw, storage.MemberJoined)
+}
+
+func (s *Server) Invite(ctx context.Context, c Caller, id string, raw []string) error {
+	return s.addUsers(ctx, c, id, raw, storage.MemberInvited)
+}
+
+func (s *Server) addUsers(ctx context.Context, c Caller, id string, raw []string, state string) error {
+	users, err := s.groupUsers(raw)
+	if err != nil {
+		return err
+	}
+	if len(users) == 0 {
+		return invalid("users", "no users given")
+	}
+	return s.groupOp(ctx, c, id, func(tx storage.Tx, st *groupState) (*wire.Event, []string, error) {
+		if err := requireAdmin(st); err != nil {
+			return nil, nil, err
+		}
+		if len(st.members)+len(users) > s.opts.MaxGroupMembers {
+			return nil, nil, refuse(wire.CodeGroupFull, "a group holds at most %d members (it has %d)",
+				s.opts.MaxGroupMembers, len(st.members))
+		}
+		conv, err := tx.Conversation(id)
+		if err != nil {
+			return nil, nil, err
+		}
+		var added []wire.Member
+		for _, u := range users {
+			if m, ok := st.member(u); ok {
+				if m.State == storage.MemberJoined || state == storage.MemberInvited {
+					return nil, nil, refuse(wire.CodeAlreadyMember, "%s is already %s", u, m.State)
+				}
+				// Adding an invitee makes them a member; that is fine.
+			}
+			if _, err := tx.Account(u); notFound(err) {
+				return nil, nil, refuse(wire.CodeUnknownUser, "%s does not exist", u)
+			} else if err != nil {
+				return nil, nil, err
+			}
+			if err := tx.PutGroupMember(storage.GroupMember{GroupID: id, UserID: u, Role: wire.RoleMember,
+				State: state, SinceSeq: conv.LastSeq + 1}); err != nil {
+				return nil, nil, err
+			}
+			if state == storage.MemberJoined {
+				if err := tx.AddConversationMember(id, u); err != nil {
+					return nil, nil, err
+				}
+			}
+			added = append(added, wire.Member{User: u, Role: wire.RoleMember})
+		}
+		if state == storage.MemberInvited {
+			return &wire.Event{Action: wire.GroupInvited, Members: added}, users, nil
+		}
+		return &wire.Event{Action: wire.GroupAdded, Members: added}, nil, nil
+	})
+}
+
+// Accept and Decline answer the caller's invitation.
+func (s *Server) Accept(ctx context.Context, c Caller, id string) error {
+	return s.answerInvite(ctx, c, id, true)
+}
+
+func (s *Server) Decline(ctx context.Context, c Caller, id string) error {
+	return s.answerInvite(ctx, c, id, false)
+}
+
+func (s *Server) answerInvite(ctx context.Context, c Caller, id string, accept bool) error {
+	return s.groupOp(ctx, c, id, func(tx storage.Tx, st *groupState) (*wire.Event, []string, error) {
+		if st.caller.State != storage.MemberInvited {
+			if st.caller.State == storage.MemberJoined {
+				return nil, nil, refuse(wire.CodeAlreadyMember, "you are a member of %s already", id)
+			}
+			return nil, nil, refuse(wire.CodeNotInvited, "you have no invitation to %s", id)
+		}
+		if !accept {
+			if err := tx.DeleteGroupMember(id, c.UserID); err != nil {
+				return nil, nil, err
+			}
+			return &wire.Event{Action: wire.GroupDeclined, User: c.UserID}, []string{c.UserID}, nil
+		}
+		conv, err := tx.Conversation(id)
+		if err != nil {
+			return nil, nil, err
+		}
+		m := st.caller
+		m.State, m.SinceSeq = storage.MemberJoined, conv.LastSeq+1
+		if err := tx.PutGroupMember(m); err != nil {
+			return nil, nil, err
+		}
+		if err := tx.AddConversationMember(id, c.UserID); err != nil {
+			return nil, nil, err
+		}
+		return &wire.Event{Action: wire.GroupJoined, User: c.UserID, Role: m.Role}, nil, nil
+	})
+}
+
+// RemoveMember removes a member (admins: members and admins; the owner:
+// anyone but itself) or, when user is the caller, leaves the group. The
+// owner cannot leave or be removed: ownership moves first. The removed
+// member gets the event and nothing sent after it; the group's removal
+// sequence number moves, telling senders to rotate their sender keys.
+func (s *Server) RemoveMember(ctx context.Context, c Caller, id, rawUser string) error {
+	user, err := s.localUser("user", rawUser)
+	if err != nil {
+		return err
+	}
+	return s.groupOp(ctx, c, id, func(tx storage.Tx, st *groupState) (*wire.Event, []string, error) {
+		if err := requireJoined(st); err != nil {
+			return nil, nil, err
+		}
+		action := wire.GroupLeft
+		if user != c.UserID {
+			action = wire.GroupRemoved
+			if !isAdmin(st.caller) {
+				return nil, nil, refuse(wire.CodeForbidden, "only the group's owner and admins remove members")
+			}
+		}
+		target, ok := st.member(user)
+		if !ok {
+			return nil, nil, refuse(wire.CodeNotMember, "%s is not a member of %s", user, id)
+		}
+		if target.Role == wire.RoleOwner {
+			return nil, nil, refuse(wire.CodeLastOwner, "the owner cannot leave or be removed; transfer ownership first")
+		}
+		if action == wire.GroupRemoved && target.Role == wire.RoleAdmin && st.caller.Role != wire.RoleOwner {
+			return nil, nil, refuse(wire.CodeForbidden, "only the owner removes an admin")
+		}
+		if err := tx.DeleteGroupMember(id, user); err != nil {
+			return nil, nil, err
+		}
+		if err := tx.RemoveConversationMember(id, user); err != nil {
+			return nil, nil, err
+		}
+		if target.State == storage.MemberJoined {
+			conv, err := tx.Conversation(id)
+			if err != nil {
+				return nil, nil, err
+			}
+			g := st.group
+			g.RemovalSeq = conv.LastSeq + 1 // the seq the event below takes
+			if err := tx.UpdateGroup(g); err != nil {
+				return nil, nil, err
+			}
+		}
+		return &wire.Event{Action: action, User: user}, []string{user}, nil
+	})
+}
+
+// SetRole (owner and admins) makes a member an admin or an admin a member.
+// Only the owner changes another admin's role; ownership moves only by
+// TransferOwner.
+func (s *Server) SetRole(ctx context.Context, c Caller, id, rawUser, role string) error {
+	user, err := s.localUser("user", rawUser)
+	if err != nil {
+		return err
+	}
+	if role != wire.RoleAdmin && role != wire.RoleMember {
+		return invalid("role", "role must be %q or %q (ownership is transferred instead)", wire.RoleAdmin, wire.RoleMember)
+	}
+	return s.groupOp(ctx, c, id, func(tx storage.Tx, st *groupState) (*wire.Event, []string, error) {
+		if err := requireAdmin(st); err != nil {
+			return nil, nil, err
+		}
+		target, ok := st.member(user)
+		if !ok || target.State != storage.MemberJoined {
+			return nil, nil, refuse(wire.CodeNotMember, "%s is not a member of %s", user, id)
+		}
+		if target.Role == wire.RoleOwner {
+			return nil, nil, refuse(wire.CodeLastOwner, "the owner's role changes only by transferring ownership")
+		}
+		if target.Role == wire.RoleAdmin && st.caller.Role != wire.RoleOwner && user != c.UserID {
+			return nil, nil, refuse(wire.CodeForbidden, "only the owner changes another admin's role")
+		}
+		if target.Role == role {
+			return nil, nil, nil // nothing changes, nothing to announce
+		}
+		target.Role = role
+		if err := tx.PutGroupMember(target); err != nil {
+			return nil, nil, err
+		}
+		return &wire.Event{Action: wire.GroupRole, User: user, Role: role}, nil, nil
+	})
+}
+
+// TransferOwner (owner) hands ownership to a member; the old owner
+// becomes an admin.
+func (s *Server) TransferOwner(ctx context.Context, c Caller, id, rawUser string) error {
+	user, err := s.localUser("user", rawUser)
+	if err != nil {
+		return err
+	}
+	return s.groupOp(ctx, c, id, func(tx storage.Tx, st *groupState) (*wire.Event, []string, error) {
+		if err := requireJoined(st); err != nil {
+			return nil, nil, err
+		}
+		if st.caller.Role != wire.RoleOwner {
+			return nil, nil, refuse(wire.CodeForbidden, "only the owner transfers ownership")
+		}
+		target, ok := st.member(user)
+		if !ok || target.State != storage.MemberJoined {
+			return nil, nil, refuse(wire.CodeNotMember, "%s is not a member of %s", user, id)
+		}
+		if user == c.UserID {
+			return nil, nil, nil
+		}
+		old := st.caller
+		old.Role, target.Role = wire.RoleAdmin, wire.RoleOwner
+		if err := tx.PutGroupMember(old); err != nil {
+			return nil, nil, err
+		}
+		if err := tx.PutGroupMember(target); err != nil {
+			return nil, nil, err
+		}
+		return &wire.Event{Action: wire.GroupOwner, User: user, Role: wire.RoleOwner}, nil, nil
+	})
+}
+
+// UpdateGroupMeta (owner and admins) replaces the metadata.
+func (s *Server) UpdateGroupMeta(ctx context.Context, c Caller, id string, meta wire.GroupMeta) error {
+	if err := checkMeta(meta); err != nil {
+		return err
+	}
+	return s.groupOp(ctx, c, id, func(tx storage.Tx, st *groupState) (*wire.Event, []string, error) {
+		if err := requireAdmin(st); err != nil {
+			return nil, nil, err
+		}
+		g := st.group
+		g.Name, g.Description, g.Avatar = meta.Name, meta.Description, meta.Avatar
+		if err := tx.UpdateGroup(g); err != nil {
+			return nil, nil, err
+		}
+		return &wire.Event{Action: wire.GroupMetadata, Meta: &meta}, nil, nil
+	})
+}
+
+// DeleteGroup (owner) ends the group: every member gets a "deleted" event
+// (the last in its sequence); messages already queued stay deliverable.
+func (s *Server) DeleteGroup(ctx context.Context, c Caller, id string) error {
+	var woken []deviceAddr
+	err := s.store.Write(ctx, func(tx storage.Tx) error {
+		st, err := s.loadGroup(tx, id, c.UserID)
+		if err != nil {
+			return err
+		}
+		if err := requireJoined(st); err != nil {
+			return err
+		}
+		if st.caller.Role != wire.RoleOwner {
+			return refuse(wire.CodeForbidden, "only the owner deletes the group")
+		}
+		var invited []string
+		for _, m := range st.members {
+			if m.State == storage.MemberInvited {
+				invited = append(invited, m.UserID)
+			}
+		}
+		woken, _, err = s.groupEvent(tx, id, wire.Event{Action: wire.GroupDeleted, Actor: c.UserID}, invited...)
+		if err != nil {
+			return err
+		}
+		return tx.DeleteGroup(id)
+	})
+	if err != nil {
+		return internal(ctx, err)
+	}
+	s.wake(woken)
+	return nil
+}
+
+// GroupDevices lists every device with keys of every member: the devices a
+// group message is encrypted to.
+func (s *Server) GroupDevices(ctx context.Context, c Caller, id string) (wire.GroupDevices, error) {
+	var out wire.GroupDevices
+	err := s.store.Read(ctx, func(tx storage.Tx) error {
+		st, err := s.loadGroup(tx, id, c.UserID)
+		if err != nil {
+			return err
+		}
+		if err := requireJoined(st); err != nil {
+			return err
+		}
+		conv, err := tx.Conversation(id)
+		if err != nil {
+			return err
+		}
+		devs, err := tx.GroupDevices(id)
+		out = wire.GroupDevices{Group: id, Seq: conv.LastSeq, RemovalSeq: st.group.RemovalSeq,
+			Devices: make([]wire.GroupDevice, 0, len(devs))}
+		for _, d := range devs {
+			out.Devices = append(out.Devices, wire.GroupDevice{User: d.UserID, DeviceID: d.DeviceID, IdentityKey: d.IdentityKey})
+		}
+		return err
+	})
+	return out, internal(ctx, err)
+}
+
+// sendGroup sequences a group message: only joined members send, and the
+// ciphertexts must cover every member device but the sending one.
+func (s *Server) sendGroup(ctx context.Context, c Caller, req wire.SendRequest) (wire.SendResult, error) {
+	return s.store1(ctx, c, req, req.To, func(tx storage.Tx) error {
+		m, err := tx.GroupMember(req.To, c.UserID)
+		if notFound(err) || (err == nil && m.State != storage.MemberJoined) {
+			if _, gerr := tx.Group(req.To); notFound(gerr) {
+				return refuse(wire.CodeUnknownGroup, "no group %s", req.To)
+			}
+			return refuse(wire.CodeNotMember, "you are not a member of %s", req.To)
+		} else if err != nil {
+			return err
+		}
+		devs, err := tx.GroupDevices(req.To)
+		if err != nil {
+			return err
+		}
+		want := make(deviceSet, len(devs))
+		for _, d := range devs {
+			want[deviceAddr{User: d.UserID, Device: d.DeviceID}] = struct{}{}
+		}
+		delete(want, deviceAddr{User: c.UserID, Device: c.DeviceID})
+		return checkCoverage(want, req)
+	})
+}
