@@ -85,3 +85,35 @@ func BenchmarkSend(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGroupFanout sends one sender-key message to a group of 1,024
+// members: one stored ciphertext and 1,023 inbox entries in one commit.
+func BenchmarkGroupFanout(b *testing.B) {
+	for _, members := range []int{64, 1024} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			hs, cs := benchServer(b, members)
+			ctx := context.Background()
+			var names []string
+			var shared []wire.DeviceAddress
+			for _, c := range cs[1:] {
+				names = append(names, c.UserID)
+				shared = append(shared, wire.DeviceAddress{User: c.UserID, Device: c.DeviceID})
+			}
+			g, err := hs.CreateGroup(ctx, cs[0], wire.CreateGroupRequest{GroupMeta: wire.GroupMeta{Name: "bench"}, Members: names})
+			if err != nil {
+				b.Fatal(err)
+			}
+			body := make([]byte, 200)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				_, err := hs.Send(ctx, cs[0], wire.SendRequest{ClientID: fmt.Sprint(i), To: g.ID,
+					Shared: &wire.Shared{Type: wire.CiphertextSenderKey, Body: body, Devices: shared}})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(members-1), "µs/recipient")
+		})
+	}
+}

@@ -8,7 +8,7 @@ const (
 	MaxGroupNameLen        = 256  // bytes; clients may send it encrypted (base64)
 	MaxGroupDescriptionLen = 4096 // bytes
 	MaxGroupAvatarLen      = 256  // a media id
-	MaxGroupUsersPerCall   = 256  // users in one create/add/invite
+	MaxGroupUsersPerCall   = 1024 // users in one create/add/invite
 	GroupIDPrefix          = "g-" // group ids start with it; user ids never do
 )
 
