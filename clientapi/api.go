@@ -56,7 +56,7 @@ func New(ctx context.Context, hs *homeserver.Server, log *slog.Logger, opts Opti
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.errorHandler
-	e.Use(a.limitBody, a.securityHeaders)
+	e.Use(a.accessLog, a.limitBody, a.securityHeaders)
 	a.echo = e
 	a.routes()
 	return a

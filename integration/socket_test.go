@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/parleychat/parley/setup"
 	"github.com/parleychat/parley/wire"
@@ -12,19 +15,24 @@ import (
 // client that stops answering is dropped and can reconnect.
 func TestPingKeepAlive(t *testing.T) {
 	s := startServerExtra(t, "", []func(*setup.Extra){func(e *setup.Extra) {
-		e.Client.PingInterval = 100 * time.Millisecond
+		e.Client.PingInterval = 200 * time.Millisecond
 	}})
 	alive := s.register("alice", 25)
 	silent := s.register("bob", 25)
 
 	as := alive.dial()
 	as.until(wire.EventCaughtUp)
+	var pings atomic.Int32
+	as.conn.SetPingHandler(func(data string) error {
+		pings.Add(1)
+		return as.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
 	bs := silent.dial()
 	bs.until(wire.EventCaughtUp)
 	bs.conn.SetPingHandler(func(string) error { return nil }) // swallow pings, never pong
 
 	eventually(t, "the silent socket to be dropped", func() bool { return s.node.Sockets() == 1 })
-	time.Sleep(500 * time.Millisecond) // five more ping rounds
+	eventually(t, "five pings answered", func() bool { return pings.Load() >= 5 })
 	if n := s.node.Sockets(); n != 1 {
 		t.Fatalf("%d sockets, want the answering one only", n)
 	}
