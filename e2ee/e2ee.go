@@ -34,7 +34,9 @@ var (
 	// ErrIdentityChanged: a bundle or prekey message carries another
 	// identity key than the one trusted for its address.
 	ErrIdentityChanged = errors.New("e2ee: identity key changed")
-	// ErrDuplicate: the message was already decrypted.
+	// ErrDuplicate: the message was already decrypted. For a group message
+	// also: it is older than the sender key this device was given (a
+	// device that joined later cannot read it); drop it either way.
 	ErrDuplicate = errors.New("e2ee: message already decrypted")
 	// ErrNoSession: a whisper message (or an Encrypt) for an address
 	// without a session.
@@ -42,6 +44,12 @@ var (
 	// ErrInvalidMessage: the message is tampered, truncated or cannot be
 	// decrypted with any session state.
 	ErrInvalidMessage = errors.New("e2ee: invalid message")
+	// ErrNoSenderKey: a group message from a sender whose sender key
+	// (or whose key with the message's key id) this device does not have;
+	// it may decrypt once the sender's distribution message arrives.
+	// GroupEncrypt returns it too when this device has no sender key for
+	// the group.
+	ErrNoSenderKey = errors.New("e2ee: no sender key")
 )
 
 // silentLogger drops libsignal's log lines. Its default logger writes them

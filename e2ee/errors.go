@@ -25,6 +25,7 @@ var invalidMessage = []error{
 	signalerror.ErrIncompleteMessage,
 	signalerror.ErrNoSignedPreKey,
 	signalerror.ErrNoOneTimeKeyFound,
+	signalerror.ErrSenderKeyStateVerificationFailed,
 	ecc.ErrBadKeyType,
 }
 
@@ -43,6 +44,8 @@ func mapError(err error, fallback error) error {
 		return fmt.Errorf("%w: %w", ErrDuplicate, err)
 	case errors.Is(err, signalerror.ErrNoSessionForUser):
 		return fmt.Errorf("%w: %w", ErrNoSession, err)
+	case errors.Is(err, signalerror.ErrNoSenderKeyForUser), errors.Is(err, signalerror.ErrNoSenderKeyStateForID):
+		return fmt.Errorf("%w: %w", ErrNoSenderKey, err)
 	case errors.Is(err, signalerror.ErrUntrustedIdentity):
 		return fmt.Errorf("%w: %w", ErrIdentityChanged, err)
 	case errors.Is(err, signalerror.ErrInvalidSignature):

@@ -36,9 +36,14 @@ type Store struct {
 
 var errClosed = errors.New("e2ee: store is closed")
 
-// schema is version 1. PRAGMA user_version records the version so that
-// later releases can migrate old files.
-const schema = `
+// migrations[i] brings a store file from schema version i to i+1, and ends
+// by recording i+1 in PRAGMA user_version. A released step is never edited:
+// a change is a new step. The statements are idempotent besides (IF NOT
+// EXISTS), as version 1 always was.
+var migrations = []string{schemaV1, schemaV2}
+
+// schemaV1: identity, prekeys, sessions and received sender keys.
+const schemaV1 = `
 CREATE TABLE IF NOT EXISTS local_identity (
 	id               INTEGER PRIMARY KEY CHECK (id = 1),
 	public_key       BLOB    NOT NULL,
@@ -86,6 +91,26 @@ CREATE TABLE IF NOT EXISTS sender_keys (
 PRAGMA user_version = 1;
 `
 
+// schemaV2: this device's own sender keys (the received ones are in
+// sender_keys) and the devices each has been distributed to. epoch is a
+// uint64 stored as the int64 with the same bits.
+const schemaV2 = `
+CREATE TABLE IF NOT EXISTS own_sender_keys (
+	group_id   TEXT    PRIMARY KEY,
+	epoch      INTEGER NOT NULL,
+	record     BLOB    NOT NULL,
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sender_key_recipients (
+	group_id TEXT    NOT NULL,
+	name     TEXT    NOT NULL,
+	device   INTEGER NOT NULL,
+	PRIMARY KEY (group_id, name, device)
+);
+PRAGMA user_version = 2;
+`
+
 // OpenStore opens or creates the store at path. The file and its lock file
 // are created readable by the owner only: they hold private keys.
 func OpenStore(path string) (*Store, error) {
@@ -123,14 +148,31 @@ func OpenStore(path string) (*Store, error) {
 	// Two processes may open a new file at once; the lock orders their
 	// schema setup (which is idempotent anyway).
 	err = s.update(context.Background(), func(tx *sql.Tx) error {
-		_, err := tx.Exec(schema)
-		return err
+		return migrate(tx)
 	})
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("e2ee: initialise store: %w", err)
 	}
 	return s, nil
+}
+
+// migrate runs the steps the file has not had yet. It refuses a file from a
+// newer release rather than write state that release cannot read back.
+func migrate(tx *sql.Tx) error {
+	var version int
+	if err := tx.QueryRow(`PRAGMA user_version`).Scan(&version); err != nil {
+		return err
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("store has schema version %d; this build knows up to %d", version, len(migrations))
+	}
+	for _, step := range migrations[version:] {
+		if _, err := tx.Exec(step); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close waits for a running update to finish, then closes the database.

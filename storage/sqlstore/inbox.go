@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"database/sql"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/parleychat/parley/storage"
@@ -18,19 +20,57 @@ func scanInbox(row interface{ Scan(...any) error }) (storage.InboxEntry, error) 
 	return e, err
 }
 
+// insertChunks are the row counts of the multi-row INSERTs InsertInbox
+// uses: a fixed few, so the prepared statements can be cached, and at most
+// 256 × 8 parameters, within every engine's limit.
+var insertChunks = []int{256, 64, 16, 4, 1}
+
+const inboxInsertColumns = 8
+
 func (t *Tx) InsertInbox(entries []storage.InboxEntry) error {
-	for _, e := range entries {
-		var msgID sql.NullInt64
-		if e.MessageID != 0 {
-			msgID = sql.NullInt64{Int64: e.MessageID, Valid: true}
+	args := make([]any, 0, min(len(entries), insertChunks[0])*inboxInsertColumns)
+	for len(entries) > 0 {
+		n := insertChunks[len(insertChunks)-1]
+		for _, c := range insertChunks {
+			if c <= len(entries) {
+				n = c
+				break
+			}
 		}
-		if _, err := t.exec(`INSERT INTO inbox (user_id, device_id, kind, conversation, seq, message_id, expires_at, payload)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, e.UserID, e.DeviceID, e.Kind, e.Conversation, e.Seq, msgID,
-			ms(e.ExpiresAt), e.Payload); err != nil {
+		args = args[:0]
+		for _, e := range entries[:n] {
+			var msgID sql.NullInt64
+			if e.MessageID != 0 {
+				msgID = sql.NullInt64{Int64: e.MessageID, Valid: true}
+			}
+			args = append(args, e.UserID, e.DeviceID, e.Kind, e.Conversation, e.Seq, msgID, ms(e.ExpiresAt), e.Payload)
+		}
+		if _, err := t.exec(insertInboxSQL(n), args...); err != nil {
 			return err
 		}
+		entries = entries[n:]
 	}
 	return nil
+}
+
+var insertInboxQueries sync.Map // rows -> query
+
+func insertInboxSQL(rows int) string {
+	if q, ok := insertInboxQueries.Load(rows); ok {
+		return q.(string)
+	}
+	var b strings.Builder
+	b.WriteString(`INSERT INTO inbox (user_id, device_id, kind, conversation, seq, message_id, expires_at, payload) VALUES `)
+	row := "(" + placeholders(inboxInsertColumns) + ")"
+	for i := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	q := b.String()
+	insertInboxQueries.Store(rows, q)
+	return q
 }
 
 // Inbox joins the shared body of group messages, stored once in messages.
