@@ -154,6 +154,7 @@ func (s *Server) RemoveDevice(ctx context.Context, c Caller, deviceID uint32, pa
 		}
 	}
 	var woken []deviceAddr
+	var dests []string
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
 		d, err := tx.Device(c.UserID, deviceID)
 		if notFound(err) {
@@ -165,9 +166,9 @@ func (s *Server) RemoveDevice(ctx context.Context, c Caller, deviceID uint32, pa
 		if err := tx.DeleteDevice(c.UserID, deviceID); err != nil {
 			return err
 		}
-		woken = nil
+		woken, dests = nil, nil
 		if d.HasKeys() {
-			woken, err = s.announceDeviceList(tx, c.UserID, deviceID)
+			woken, dests, err = s.announceDeviceList(tx, c.UserID, deviceID)
 		}
 		return err
 	})
@@ -176,15 +177,26 @@ func (s *Server) RemoveDevice(ctx context.Context, c Caller, deviceID uint32, pa
 	}
 	s.notify.DeviceRemoved(c.UserID, deviceID)
 	s.wake(woken)
+	s.wakeOutbox(dests)
 	s.log.InfoContext(ctx, "device removed", "user", c.UserID, "device", deviceID)
 	return nil
 }
 
 // Profile returns a user's public profile.
 func (s *Server) Profile(ctx context.Context, rawUser string) (wire.Profile, error) {
-	userID, err := s.localUser("user", rawUser)
+	userID, local, err := s.user("user", rawUser)
 	if err != nil {
 		return wire.Profile{}, err
+	}
+	if !local {
+		p, err := s.fed.Remote.Profile(ctx, userID)
+		if err != nil {
+			return wire.Profile{}, remoteError(domainOf(userID), err)
+		}
+		if len(p.DisplayName) > wire.MaxDisplayNameLen {
+			p.DisplayName = p.DisplayName[:wire.MaxDisplayNameLen]
+		}
+		return wire.Profile{UserID: userID, DisplayName: p.DisplayName}, nil
 	}
 	var a storage.Account
 	err = s.store.Read(ctx, func(tx storage.Tx) (err error) {

@@ -32,9 +32,17 @@ func (s *Server) Expire(ctx context.Context, now time.Time) (int, error) {
 				return err
 			}
 			if deleted < expiryBatch {
-				_, err = tx.DeleteMessagesBefore(now)
+				if _, err := tx.DeleteMessagesBefore(now); err != nil {
+					return err
+				}
+				if _, err := tx.ExpireOutbox(now); err != nil {
+					return err
+				}
+				// Transaction ids are remembered as long as their items could
+				// still be retried.
+				return tx.PruneInboundTxns(now.Add(-s.opts.Retention))
 			}
-			return err
+			return nil
 		})
 		if err != nil {
 			return total, internal(ctx, err)

@@ -48,6 +48,7 @@ type Server struct {
 	opts   Options
 	log    *slog.Logger
 	notify Notifier
+	fed    *Federation // nil: federation disabled
 
 	dummyOnce sync.Once
 	dummy     string // a password hash for timing-safe refusals of unknown users

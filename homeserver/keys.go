@@ -2,6 +2,7 @@ package homeserver
 
 import (
 	"bytes"
+	"slices"
 	"context"
 	"errors"
 	"fmt"
@@ -71,6 +72,7 @@ func (s *Server) UploadKeys(ctx context.Context, c Caller, up wire.KeyUpload) (i
 
 	var count int
 	var woken []deviceAddr
+	var dests []string
 	err = s.store.Write(ctx, func(tx storage.Tx) error {
 		d, err := tx.Device(c.UserID, c.DeviceID)
 		if err != nil {
@@ -112,9 +114,9 @@ func (s *Server) UploadKeys(ctx context.Context, c Caller, up wire.KeyUpload) (i
 		if count, err = tx.CountPreKeys(c.UserID, c.DeviceID); err != nil {
 			return err
 		}
-		woken = nil
+		woken, dests = nil, nil
 		if changed {
-			woken, err = s.announceDeviceList(tx, c.UserID, c.DeviceID)
+			woken, dests, err = s.announceDeviceList(tx, c.UserID, c.DeviceID)
 		}
 		return err
 	})
@@ -122,6 +124,7 @@ func (s *Server) UploadKeys(ctx context.Context, c Caller, up wire.KeyUpload) (i
 		return 0, internal(ctx, err)
 	}
 	s.wake(woken)
+	s.wakeOutbox(dests)
 	return count, nil
 }
 
@@ -138,11 +141,18 @@ func (s *Server) PreKeyCount(ctx context.Context, c Caller) (int, error) {
 // UserDevices lists the devices of a user that have keys, with their
 // identity keys. It claims nothing.
 func (s *Server) UserDevices(ctx context.Context, rawUser string) (wire.UserDevices, error) {
-	userID, err := s.localUser("user", rawUser)
+	userID, local, err := s.user("user", rawUser)
 	if err != nil {
 		return wire.UserDevices{}, err
 	}
 	out := wire.UserDevices{User: userID, Devices: []wire.DeviceKeys{}}
+	if !local {
+		l, err := s.remoteDevices(ctx, userID)
+		for _, d := range l.Devices {
+			out.Devices = append(out.Devices, wire.DeviceKeys{DeviceID: d.DeviceID, IdentityKey: d.IdentityKey})
+		}
+		return out, err
+	}
 	err = s.store.Read(ctx, func(tx storage.Tx) error {
 		if _, err := tx.Account(userID); notFound(err) {
 			return refuse(wire.CodeUnknownUser, "%s does not exist", userID)
@@ -161,13 +171,60 @@ func (s *Server) UserDevices(ctx context.Context, rawUser string) (wire.UserDevi
 // Claim returns one bundle per device of a user (or per listed device),
 // each with a one-time prekey taken for this claim alone, when one is left.
 func (s *Server) Claim(ctx context.Context, c Caller, req wire.ClaimRequest) ([]wire.Bundle, error) {
-	userID, err := s.localUser("user", req.User)
+	userID, local, err := s.user("user", req.User)
 	if err != nil {
 		return nil, err
 	}
 	if len(req.Devices) > wire.MaxEnvelopes {
 		return nil, invalid("devices", "at most %d devices per claim", wire.MaxEnvelopes)
 	}
+	if !local {
+		return s.claimRemote(ctx, userID, req.Devices)
+	}
+	return s.claimLocal(ctx, userID, req.Devices)
+}
+
+// RemoteClaim answers another homeserver's claim of a local user's bundles.
+func (s *Server) RemoteClaim(ctx context.Context, req wire.ClaimRequest) ([]wire.Bundle, error) {
+	userID, local, err := s.user("user", req.User)
+	if err != nil {
+		return nil, err
+	}
+	if !local {
+		return nil, refuse(wire.CodeForbidden, "%s is not a user of this server", userID)
+	}
+	if len(req.Devices) > wire.MaxEnvelopes {
+		return nil, invalid("devices", "at most %d devices per claim", wire.MaxEnvelopes)
+	}
+	return s.claimLocal(ctx, userID, req.Devices)
+}
+
+// claimRemote asks the user's homeserver and checks what comes back as
+// strictly as an upload: a bundle with a bad signature never reaches a
+// client.
+func (s *Server) claimRemote(ctx context.Context, userID string, devices []uint32) ([]wire.Bundle, error) {
+	bundles, err := s.fed.Remote.Claim(ctx, userID, devices)
+	if err != nil {
+		return nil, remoteError(domainOf(userID), err)
+	}
+	out := bundles[:0]
+	for _, b := range bundles {
+		if b.User != userID || (len(devices) > 0 && !slices.Contains(devices, b.DeviceID)) {
+			continue
+		}
+		if e2ee.VerifySignedPreKey(b.IdentityKey, b.SignedPreKey) != nil ||
+			(b.PreKey != nil && (b.PreKey.ID == 0 || e2ee.CheckPublicKey(b.PreKey.PublicKey) != nil)) {
+			s.log.WarnContext(ctx, "invalid bundle from another homeserver", "user", userID, "device", b.DeviceID)
+			continue
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func (s *Server) claimLocal(ctx context.Context, userID string, devices []uint32) ([]wire.Bundle, error) {
+	req := wire.ClaimRequest{User: userID, Devices: devices}
+	var err error
 	type low struct {
 		dev   uint32
 		count int
@@ -234,19 +291,26 @@ func (s *Server) Claim(ctx context.Context, c Caller, req wire.ClaimRequest) ([]
 // keys) of the user's contacts and of the user's other devices, so that
 // their clients re-key. It runs inside the Write that changed the list, so
 // the notice cannot be lost. It returns the devices to wake.
-func (s *Server) announceDeviceList(tx storage.Tx, userID string, except uint32) ([]deviceAddr, error) {
+func (s *Server) announceDeviceList(tx storage.Tx, userID string, except uint32) ([]deviceAddr, []string, error) {
 	contacts, err := tx.Contacts(userID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	dests, err := s.announceRemote(tx, userID, contacts)
+	if err != nil {
+		return nil, nil, err
 	}
 	payload := mustJSON(wire.Event{Type: wire.EventDeviceList, User: userID})
 	expires := s.now().Add(s.opts.Retention)
 	var entries []storage.InboxEntry
 	var woken []deviceAddr
 	for _, u := range append(contacts, userID) {
+		if !s.isLocal(u) {
+			continue
+		}
 		devs, err := tx.KeyedDevices(u)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, d := range devs {
 			if u == userID && d == except {
@@ -257,5 +321,5 @@ func (s *Server) announceDeviceList(tx storage.Tx, userID string, except uint32)
 			woken = append(woken, deviceAddr{User: u, Device: d})
 		}
 	}
-	return woken, tx.InsertInbox(entries)
+	return woken, dests, tx.InsertInbox(entries)
 }

@@ -30,9 +30,12 @@ func (s *Server) Send(ctx context.Context, c Caller, req wire.SendRequest) (wire
 	if req.Shared != nil {
 		return wire.SendResult{}, invalid("shared", "a shared ciphertext is for groups only")
 	}
-	to, err := s.localUser("to", req.To)
+	to, local, err := s.user("to", req.To)
 	if err != nil {
 		return wire.SendResult{}, err
+	}
+	if !local {
+		return s.sendDirectRemote(ctx, c, req, to)
 	}
 	convID := DirectConversationID(c.UserID, to)
 	return s.store1(ctx, c, req, convID, func(tx storage.Tx) error {
@@ -66,42 +69,23 @@ func (s *Server) Send(ctx context.Context, c Caller, req wire.SendRequest) (wire
 
 // store1 is the part of a send common to every conversation: inside one
 // Write it answers a retried client id, runs check (authorization, device
-// coverage, creating the conversation), sequences the message and fills
-// the inboxes.
+// coverage, creating the conversation), then sequences the message.
 func (s *Server) store1(ctx context.Context, c Caller, req wire.SendRequest, convID string, check func(storage.Tx) error) (wire.SendResult, error) {
 	// Everything that does not need the database is prepared here, outside
 	// the writer: JSON and base64 of the ciphertexts cost more than the SQL.
-	sentAt := s.now().Truncate(time.Millisecond) // what storage keeps, so a retry answers the same
-	expires := sentAt.Add(s.opts.Retention)
-	group := ""
-	if IsGroupID(convID) {
-		group = convID
-	}
-	ev := wire.Event{Type: wire.EventMessage, Conversation: convID, Group: group, From: c.UserID,
-		FromDevice: c.DeviceID, SentAt: &sentAt}
-	payloads := make([][]byte, len(req.Envelopes))
-	for i, e := range req.Envelopes {
-		ev.CiphertextType, ev.Body = e.Type, e.Body
-		payloads[i] = mustJSON(ev)
-	}
-	var shared []byte
-	var msg storage.Message
-	if req.Shared != nil {
-		ev.CiphertextType, ev.Body = req.Shared.Type, nil
-		shared = mustJSON(ev) // the body is joined from the message when read
-		msg.Body, msg.BodyType = req.Shared.Body, req.Shared.Type
-	}
-
+	p := s.prepare(outgoing{conv: convID, sender: c.UserID, senderDevice: c.DeviceID, clientID: req.ClientID,
+		envelopes: req.Envelopes, shared: req.Shared, sentAt: s.now()})
 	var res wire.SendResult
 	var woken []deviceAddr
+	var dests []string
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
-		woken = woken[:0]
+		woken, dests = nil, nil
 		prev, err := tx.MessageByClientID(c.UserID, c.DeviceID, req.ClientID)
 		if err == nil {
 			if prev.Conversation != convID {
 				return refuse(wire.CodeClientIDReused, "client_id %q was used for another conversation", req.ClientID)
 			}
-			res = wire.SendResult{ClientID: req.ClientID, Conversation: convID, Seq: prev.Seq, SentAt: prev.SentAt}
+			res = wire.SendResult{ClientID: req.ClientID, Conversation: convID, Seq: prev.Seq, SentAt: prev.SentAt, Status: wire.SendSent}
 			return nil
 		} else if !notFound(err) {
 			return err
@@ -109,40 +93,133 @@ func (s *Server) store1(ctx context.Context, c Caller, req wire.SendRequest, con
 		if err := check(tx); err != nil {
 			return err
 		}
-		seq, err := tx.NextSeq(convID)
-		if err != nil {
-			return err
-		}
-		m := msg
-		m.Conversation, m.Seq, m.Sender, m.SenderDevice = convID, seq, c.UserID, c.DeviceID
-		m.ClientID, m.SentAt, m.ExpiresAt = req.ClientID, sentAt, expires
-		msgID, err := tx.InsertMessage(m)
-		if err != nil {
-			return err
-		}
-		entry := storage.InboxEntry{Kind: storage.EntryMessage, Conversation: convID, Seq: seq, MessageID: msgID, ExpiresAt: expires}
-		entries := make([]storage.InboxEntry, 0, len(req.Envelopes)+deviceCount(req.Shared))
-		for i, e := range req.Envelopes {
-			entry.UserID, entry.DeviceID, entry.Payload = e.User, e.Device, withSeq(payloads[i], seq)
-			entries = append(entries, entry)
-			woken = append(woken, deviceAddr{User: e.User, Device: e.Device})
-		}
-		if req.Shared != nil {
-			p := withSeq(shared, seq)
-			for _, d := range req.Shared.Devices {
-				entry.UserID, entry.DeviceID, entry.Payload = d.User, d.Device, p
-				entries = append(entries, entry)
-				woken = append(woken, d)
-			}
-		}
-		res = wire.SendResult{ClientID: req.ClientID, Conversation: convID, Seq: seq, SentAt: sentAt}
-		return tx.InsertInbox(entries)
+		seq, w, d, err := s.sequence(tx, p)
+		woken, dests = w, d
+		res = wire.SendResult{ClientID: req.ClientID, Conversation: convID, Seq: seq, SentAt: p.sentAt, Status: wire.SendSent}
+		return err
 	})
 	if err != nil {
 		return wire.SendResult{}, internal(ctx, err)
 	}
 	s.wake(woken)
+	s.wakeOutbox(dests)
 	return res, nil
+}
+
+// outgoing is one message to sequence, from a local device or forwarded
+// by a participant server to us as the hub.
+type outgoing struct {
+	conv         string
+	sender       string
+	senderDevice uint32
+	clientID     string
+	envelopes    []wire.Envelope
+	shared       *wire.Shared
+	sentAt       time.Time
+}
+
+// prepared is an outgoing message with its events encoded (without seq).
+type prepared struct {
+	outgoing
+	expires  time.Time
+	payloads [][]byte // one per envelope
+	sharedEv []byte   // for the shared ciphertext's devices (the body is joined on read)
+}
+
+func (s *Server) prepare(o outgoing) prepared {
+	o.sentAt = o.sentAt.UTC().Truncate(time.Millisecond) // what storage keeps, so a retry answers the same
+	p := prepared{outgoing: o, expires: o.sentAt.Add(s.opts.Retention)}
+	group := ""
+	if IsGroupID(o.conv) {
+		group = o.conv
+	}
+	ev := wire.Event{Type: wire.EventMessage, Conversation: o.conv, Group: group, From: o.sender,
+		FromDevice: o.senderDevice, SentAt: &p.sentAt}
+	p.payloads = make([][]byte, len(o.envelopes))
+	for i, e := range o.envelopes {
+		ev.CiphertextType, ev.Body = e.Type, e.Body
+		p.payloads[i] = mustJSON(ev)
+	}
+	if o.shared != nil {
+		ev.CiphertextType, ev.Body = o.shared.Type, nil
+		p.sharedEv = mustJSON(ev)
+	}
+	return p
+}
+
+// sequence gives p the conversation's next seq, records it, and routes
+// its ciphertexts: local devices get inbox entries, each other homeserver
+// one queued message item with its devices' ciphertexts (a shared one
+// once). It returns the local devices and the destinations to wake.
+func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []deviceAddr, []string, error) {
+	seq, err := tx.NextSeq(p.conv)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	m := storage.Message{Conversation: p.conv, Seq: seq, Sender: p.sender, SenderDevice: p.senderDevice,
+		ClientID: p.clientID, SentAt: p.sentAt, ExpiresAt: p.expires}
+	if p.shared != nil {
+		m.Body, m.BodyType = p.shared.Body, p.shared.Type
+	}
+	msgID, err := tx.InsertMessage(m)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	entry := storage.InboxEntry{Kind: storage.EntryMessage, Conversation: p.conv, Seq: seq, MessageID: msgID, ExpiresAt: p.expires}
+	entries := make([]storage.InboxEntry, 0, len(p.envelopes)+deviceCount(p.shared))
+	var woken []deviceAddr
+	remote := map[string]*wire.FedItem{}
+	var dests []string
+	remoteItem := func(user string) *wire.FedItem {
+		d := domainOf(user)
+		it := remote[d]
+		if it == nil {
+			sentAt := p.sentAt
+			it = &wire.FedItem{Kind: wire.FedMessage, Conversation: p.conv, Seq: seq, Sender: p.sender,
+				SenderDevice: p.senderDevice, ClientID: p.clientID, SentAt: &sentAt}
+			if IsGroupID(p.conv) {
+				it.Group = p.conv
+			}
+			remote[d] = it
+			dests = append(dests, d)
+		}
+		return it
+	}
+	for i, e := range p.envelopes {
+		if !s.isLocal(e.User) {
+			it := remoteItem(e.User)
+			it.Envelopes = append(it.Envelopes, e)
+			continue
+		}
+		entry.UserID, entry.DeviceID, entry.Payload = e.User, e.Device, withSeq(p.payloads[i], seq)
+		entries = append(entries, entry)
+		woken = append(woken, deviceAddr{User: e.User, Device: e.Device})
+	}
+	if p.shared != nil {
+		payload := withSeq(p.sharedEv, seq)
+		for _, d := range p.shared.Devices {
+			if !s.isLocal(d.User) {
+				it := remoteItem(d.User)
+				if it.Shared == nil {
+					it.Shared = &wire.Shared{Type: p.shared.Type, Body: p.shared.Body}
+				}
+				it.Shared.Devices = append(it.Shared.Devices, d)
+				continue
+			}
+			entry.UserID, entry.DeviceID, entry.Payload = d.User, d.Device, payload
+			entries = append(entries, entry)
+			woken = append(woken, d)
+		}
+	}
+	if err := tx.InsertInbox(entries); err != nil {
+		return 0, nil, nil, err
+	}
+	for _, d := range dests {
+		if err := s.enqueue(tx, d, *remote[d]); err != nil {
+			return 0, nil, nil, err
+		}
+	}
+	return seq, woken, dests, nil
 }
 
 func deviceCount(sh *wire.Shared) int {
@@ -299,8 +376,9 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 		return nil
 	}
 	var woken []deviceAddr
+	var dests []string
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
-		woken = woken[:0]
+		woken, dests = woken[:0], nil
 		deleted, err := tx.DeleteInbox(c.UserID, c.DeviceID, ids)
 		if err != nil {
 			return err
@@ -333,6 +411,14 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 				if err != nil {
 					return err
 				}
+			} else if !s.isLocal(m.Sender) {
+				d := domainOf(m.Sender)
+				dests = append(dests, d)
+				err = s.enqueue(tx, d, wire.FedItem{Kind: wire.FedReceipt, Status: wire.StatusDelivered,
+					Conversation: m.Conversation, Seq: m.Seq, By: c.UserID, ByDevice: c.DeviceID, User: m.Sender})
+				if err != nil {
+					return err
+				}
 			} else {
 				payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
 					Conversation: m.Conversation, Seq: m.Seq, By: c.UserID, ByDevice: c.DeviceID})
@@ -350,6 +436,7 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 		return internal(ctx, err)
 	}
 	s.wake(woken)
+	s.wakeOutbox(dests)
 	return nil
 }
 
@@ -368,8 +455,9 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 		return invalid("seq", "seq must be at least 1")
 	}
 	var woken []deviceAddr
+	var dests []string
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
-		woken = woken[:0]
+		woken, dests = woken[:0], nil
 		conv, err := tx.Conversation(req.Conversation)
 		if notFound(err) {
 			return refuse(wire.CodeNotFound, "no conversation %q", req.Conversation)
@@ -419,6 +507,15 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 			if m == c.UserID {
 				continue
 			}
+			if !s.isLocal(m) {
+				d := domainOf(m)
+				dests = append(dests, d)
+				if err := s.enqueue(tx, d, wire.FedItem{Kind: wire.FedReceipt, Status: wire.StatusRead,
+					Conversation: conv.ID, Seq: req.Seq, By: c.UserID, User: m}); err != nil {
+					return err
+				}
+				continue
+			}
 			r, w, err := s.receiptEntries(tx, m, conv.ID, req.Seq, storage.EntryReceipt, payload)
 			if err != nil {
 				return err
@@ -432,6 +529,7 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 		return internal(ctx, err)
 	}
 	s.wake(woken)
+	s.wakeOutbox(dests)
 	return nil
 }
 

@@ -129,6 +129,62 @@ type Tx interface {
 	// conversation members (its joined members) in step.
 	AddConversationMember(conversationID, userID string) error
 	RemoveConversationMember(conversationID, userID string) error
+	// RaiseLastSeq sets a conversation's last seq to seq if that is higher
+	// (a participant learning the hub's sequence).
+	RaiseLastSeq(conversationID string, seq uint64) error
+
+	// Federation: the durable outbound queue, one ordered stream per
+	// destination.
+	EnqueueOutbox(items []OutboxItem) error
+	// Outbox returns up to limit items for destination after id, in order.
+	Outbox(destination string, after int64, limit int) ([]OutboxItem, error)
+	// DeleteOutbox deletes destination's items with id <= upTo.
+	DeleteOutbox(destination string, upTo int64) error
+	// OutboxDestinations lists destinations with queued items.
+	OutboxDestinations() ([]string, error)
+	// ExpireOutbox drops items that expired before t; returns how many.
+	ExpireOutbox(t time.Time) (int64, error)
+	// RecordInboundTxn remembers a received transaction id and reports
+	// whether it was new.
+	RecordInboundTxn(origin, txnID string, at time.Time) (bool, error)
+	PruneInboundTxns(before time.Time) error
+	// RemoteDeviceList is the cached device list of a remote user.
+	RemoteDeviceList(userID string) (RemoteList, error) // ErrNotFound if none cached
+	PutRemoteDeviceList(l RemoteList) error
+	// BumpDeviceStream advances a local user's device-list stream position
+	// and returns the position before and after.
+	BumpDeviceStream(userID string) (prev, next uint64, err error)
+	DeviceStream(userID string) (uint64, error)
+	// InsertForward records a send forwarded to a remote hub (ErrConflict
+	// if this client id was forwarded before).
+	InsertForward(f Forward) error
+	Forward(sender string, senderDevice uint32, clientID string) (Forward, error)
+}
+
+// OutboxItem is one queued federation item (encoded wire.FedItem).
+type OutboxItem struct {
+	ID          int64
+	Destination string
+	Payload     []byte
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+}
+
+// RemoteList is a remote user's device list as last learnt.
+type RemoteList struct {
+	UserID    string
+	StreamPos uint64
+	FetchedAt time.Time
+	Devices   []GroupDevice // UserID, DeviceID, IdentityKey
+}
+
+// Forward is a local send handed to a remote hub.
+type Forward struct {
+	Sender       string
+	SenderDevice uint32
+	ClientID     string
+	Conversation string
+	CreatedAt    time.Time
 }
 
 // SenderSeq is one sender's highest seq in a range.

@@ -192,13 +192,23 @@ type Shared struct {
 	Devices []DeviceAddress `json:"devices"`
 }
 
-// SendResult answers a send once it is durable and sequenced.
+// SendResult answers a send once it is durable. Status "sent": the send
+// is sequenced (Seq). Status "accepted": the conversation's hub is another
+// homeserver; the send is queued for it, and a "sent" (or "error") inbox
+// event with the ClientID follows once the hub has sequenced it.
 type SendResult struct {
 	ClientID     string    `json:"client_id"`
 	Conversation string    `json:"conversation"`
-	Seq          uint64    `json:"seq"`
+	Seq          uint64    `json:"seq,omitempty"`
 	SentAt       time.Time `json:"sent_at"`
+	Status       string    `json:"status"`
 }
+
+// SendResult statuses.
+const (
+	SendSent     = "sent"
+	SendAccepted = "accepted"
+)
 
 // AckRequest acknowledges delivery of inbox events by id (POST /v1/inbox/ack,
 // "ack" frame). Acknowledged events are deleted from the device's inbox.

@@ -109,4 +109,41 @@ ALTER TABLE messages ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX read_markers_conversation ON read_markers (conversation, seq);
 CREATE INDEX inbox_device_kind ON inbox (user_id, device_id, kind, conversation);
 `},
+	{3, "federation: outbound queue, inbound transactions, remote device lists, forwards", `
+CREATE TABLE outbox (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	destination TEXT NOT NULL,
+	payload     BLOB NOT NULL,
+	created_at  INTEGER NOT NULL,
+	expires_at  INTEGER NOT NULL
+);
+CREATE INDEX outbox_destination ON outbox (destination, id);
+CREATE INDEX outbox_expires ON outbox (expires_at);
+CREATE TABLE inbound_txns (
+	origin      TEXT NOT NULL,
+	txn_id      TEXT NOT NULL,
+	received_at INTEGER NOT NULL,
+	PRIMARY KEY (origin, txn_id)
+);
+CREATE TABLE remote_device_lists (
+	user_id    TEXT PRIMARY KEY,
+	stream_pos INTEGER NOT NULL,
+	fetched_at INTEGER NOT NULL
+);
+CREATE TABLE remote_devices (
+	user_id      TEXT NOT NULL,
+	device_id    INTEGER NOT NULL,
+	identity_key BLOB NOT NULL,
+	PRIMARY KEY (user_id, device_id)
+);
+CREATE TABLE forwards (
+	sender        TEXT NOT NULL,
+	sender_device INTEGER NOT NULL,
+	client_id     TEXT NOT NULL,
+	conversation  TEXT NOT NULL,
+	created_at    INTEGER NOT NULL,
+	PRIMARY KEY (sender, sender_device, client_id)
+);
+ALTER TABLE accounts ADD COLUMN device_stream INTEGER NOT NULL DEFAULT 0;
+`},
 }
