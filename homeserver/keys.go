@@ -2,10 +2,10 @@ package homeserver
 
 import (
 	"bytes"
-	"slices"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/parleychat/parley/e2ee"
 	"github.com/parleychat/parley/storage"
