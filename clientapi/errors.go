@@ -11,48 +11,8 @@ import (
 	"github.com/parleychat/parley/wire"
 )
 
-// statusOf is the one table from error code to HTTP status. A code's status
-// never changes once released; TestErrorStatuses pins the table.
-var statusOf = map[string]int{
-	wire.CodeBadJSON:          http.StatusBadRequest,
-	wire.CodeInvalidParam:     http.StatusBadRequest,
-	wire.CodeTooLarge:         http.StatusRequestEntityTooLarge,
-	wire.CodeMissingToken:     http.StatusUnauthorized,
-	wire.CodeUnknownToken:     http.StatusUnauthorized,
-	wire.CodeForbidden:        http.StatusForbidden,
-	wire.CodeBadCredentials:   http.StatusForbidden,
-	wire.CodeInvalidUsername:  http.StatusBadRequest,
-	wire.CodeWeakPassword:     http.StatusBadRequest,
-	wire.CodeUserInUse:        http.StatusConflict,
-	wire.CodeUnknownUser:      http.StatusNotFound,
-	wire.CodeUnknownDevice:    http.StatusNotFound,
-	wire.CodeNotFound:         http.StatusNotFound,
-	wire.CodeBadSignature:     http.StatusBadRequest,
-	wire.CodeBadKey:           http.StatusBadRequest,
-	wire.CodeKeysRequired:     http.StatusBadRequest,
-	wire.CodeTooManyPreKeys:   http.StatusBadRequest,
-	wire.CodeStaleDevices:     http.StatusConflict,
-	wire.CodeClientIDReused:   http.StatusConflict,
-	wire.CodeUnsupported:      http.StatusNotImplemented,
-	wire.CodeRateLimited:      http.StatusTooManyRequests,
-	wire.CodeMethodNotAllowed: http.StatusMethodNotAllowed,
-	wire.CodeUnknownGroup:     http.StatusNotFound,
-	wire.CodeNotMember:        http.StatusForbidden,
-	wire.CodeAlreadyMember:    http.StatusConflict,
-	wire.CodeLastOwner:        http.StatusConflict,
-	wire.CodeGroupFull:        http.StatusConflict,
-	wire.CodeNotInvited:       http.StatusForbidden,
-	wire.CodeInternal:         http.StatusInternalServerError,
-	wire.CodeUnavailable:      http.StatusServiceUnavailable,
-}
-
-// StatusOf returns the HTTP status of an error code.
-func StatusOf(code string) int {
-	if s, ok := statusOf[code]; ok {
-		return s
-	}
-	return http.StatusInternalServerError
-}
+// StatusOf returns the HTTP status of an error code (wire.HTTPStatus).
+func StatusOf(code string) int { return wire.HTTPStatus(code) }
 
 // statusClientClosed is what nginx logs for a request the client gave up on.
 const statusClientClosed = 499

@@ -236,7 +236,7 @@ func (s *Server) newUserID(raw string) (string, error) {
 	}
 	if !ValidName(name) {
 		return "", refuse(wire.CodeInvalidUsername,
-			"a user name is 1-%d characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit", maxNameLen)
+			"a user name is 1-%d characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit but not with \"g-\"", maxNameLen)
 	}
 	return name + "@" + s.opts.Domain, nil
 }

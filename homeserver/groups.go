@@ -19,8 +19,11 @@ import (
 // device sees one order and knows exactly which messages were sent before
 // and after a member left (and so when to rotate its sender key).
 
-// IsGroupID reports whether s names a group rather than a user.
-func IsGroupID(s string) bool { return strings.HasPrefix(s, wire.GroupIDPrefix) }
+// IsGroupID reports whether s names a group rather than a user. User
+// names never start with the prefix (ValidName), and user ids contain '@'.
+func IsGroupID(s string) bool {
+	return strings.HasPrefix(s, wire.GroupIDPrefix) && !strings.Contains(s, "@")
+}
 
 func newGroupID() string {
 	b := make([]byte, 16)

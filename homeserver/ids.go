@@ -11,10 +11,11 @@ import (
 const maxNameLen = 64
 
 // ValidName reports whether s is a valid local user name: 1–64 of a–z, 0–9,
-// '.', '_', '-', starting with a letter or digit. Names are compared in
-// lower case; callers lower-case input first.
+// '.', '_', '-', starting with a letter or digit, and not starting with
+// "g-" (group ids do). Names are compared in lower case; callers
+// lower-case input first.
 func ValidName(s string) bool {
-	if len(s) == 0 || len(s) > maxNameLen {
+	if len(s) == 0 || len(s) > maxNameLen || strings.HasPrefix(s, wire.GroupIDPrefix) {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -71,6 +71,7 @@ func TestBadInput(t *testing.T) {
 		{"name with space", "POST", "/v1/register", "", wire.RegisterRequest{User: "al ice", Password: "correct horse"}, 400, wire.CodeInvalidUsername},
 		{"name too long", "POST", "/v1/register", "", wire.RegisterRequest{User: strings.Repeat("a", 65), Password: "correct horse"}, 400, wire.CodeInvalidUsername},
 		{"name of another domain", "POST", "/v1/register", "", wire.RegisterRequest{User: "bob@elsewhere.example", Password: "correct horse"}, 400, wire.CodeInvalidUsername},
+		{"name like a group id", "POST", "/v1/register", "", wire.RegisterRequest{User: "g-team", Password: "correct horse"}, 400, wire.CodeInvalidUsername},
 		{"empty name", "POST", "/v1/register", "", wire.RegisterRequest{Password: "correct horse"}, 400, wire.CodeInvalidUsername},
 		{"short password", "POST", "/v1/register", "", wire.RegisterRequest{User: "bob", Password: "short"}, 400, wire.CodeWeakPassword},
 		{"taken name", "POST", "/v1/register", "", wire.RegisterRequest{User: "ALICE", Password: "correct horse"}, 409, wire.CodeUserInUse},

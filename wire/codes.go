@@ -31,6 +31,11 @@ const (
 	CodeLastOwner        = "last_owner"     // the owner cannot leave, be removed or demoted; transfer ownership first
 	CodeGroupFull        = "group_full"     // over the group's member limit
 	CodeNotInvited       = "not_invited"    // accept/decline without an invitation
-	CodeInternal         = "internal"       // server fault; the request may be retried
-	CodeUnavailable      = "unavailable"    // shutting down or overloaded; retry later
+	// Federation (server-to-server) refusals.
+	CodeUnauthenticated  = "unauthenticated"   // request unsigned, signature bad or stale, or key unknown
+	CodeReplayed         = "replayed"          // a signed request seen before (same nonce)
+	CodeWrongDestination = "wrong_destination" // signed for another server
+	CodeBadDigest        = "bad_digest"        // Content-Digest does not match the body
+	CodeInternal         = "internal"          // server fault; the request may be retried
+	CodeUnavailable      = "unavailable"       // shutting down or overloaded; retry later
 )

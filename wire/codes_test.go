@@ -1,4 +1,4 @@
-package clientapi
+package wire
 
 import (
 	"go/ast"
@@ -22,10 +22,11 @@ func TestErrorStatuses(t *testing.T) {
 		"too_many_prekeys": 400, "stale_devices": 409, "client_id_reused": 409, "unsupported": 501,
 		"rate_limited": 429, "method_not_allowed": 405, "internal": 500, "unavailable": 503,
 		"unknown_group": 404, "not_member": 403, "already_member": 409, "last_owner": 409,
-		"group_full": 409, "not_invited": 403,
+		"group_full": 409, "not_invited": 403, "unauthenticated": 401, "replayed": 409,
+		"wrong_destination": 421, "bad_digest": 400,
 	}
 	for code, status := range pinned {
-		if got := StatusOf(code); got != status {
+		if got := HTTPStatus(code); got != status {
 			t.Errorf("%s: status %d, pinned %d", code, got, status)
 		}
 	}
@@ -34,7 +35,7 @@ func TestErrorStatuses(t *testing.T) {
 	}
 
 	// Every constant in wire/codes.go has a status.
-	f, err := parser.ParseFile(token.NewFileSet(), "../wire/codes.go", nil, 0)
+	f, err := parser.ParseFile(token.NewFileSet(), "codes.go", nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
