@@ -34,7 +34,18 @@ type Config struct {
 	ClientTLSCert   string   `yaml:"client_tls_cert"`
 	ClientTLSKey    string   `yaml:"client_tls_key"`
 	LogLevel        string   `yaml:"log_level"`
-	LogFormat       string   `yaml:"log_format"`
+
+	// Federation
+	FederationListen       string   `yaml:"federation_listen"`
+	TLSCert                string   `yaml:"tls_cert"`
+	TLSKey                 string   `yaml:"tls_key"`
+	FederationCA           string   `yaml:"federation_ca"`
+	FederationInsecure     bool     `yaml:"federation_insecure"`
+	FederationAllowPrivate bool     `yaml:"federation_allow_private"`
+	DNSResolver            string   `yaml:"dns_resolver"`
+	FederationAllow        []string `yaml:"federation_allow"`
+	FederationDeny         []string `yaml:"federation_deny"`
+	LogFormat              string   `yaml:"log_format"`
 }
 
 // Defaults is the configuration of `go run ./cmd/homeserver` with nothing set.
@@ -48,7 +59,15 @@ func Defaults() Config {
 		MaxGroupMembers: 1024,
 		LogLevel:        "info",
 		LogFormat:       "text",
+
+		FederationListen: ":8448",
 	}
+}
+
+// FederationEnabled: a federation listener needs TLS, or the explicit
+// insecure switch meant for local testing.
+func (c Config) FederationEnabled() bool {
+	return c.FederationListen != "" && (c.TLSCert != "" || c.FederationInsecure)
 }
 
 // Validate names every bad key at once.
@@ -76,6 +95,29 @@ func (c Config) Validate() error {
 	}
 	if c.MaxGroupMembers < 2 || c.MaxGroupMembers > 100000 {
 		bad("max_group_members", "%d is outside 2..100000", c.MaxGroupMembers)
+	}
+	if c.FederationListen != "" {
+		if _, _, err := net.SplitHostPort(c.FederationListen); err != nil {
+			bad("federation_listen", "%q is not HOST:PORT (or :PORT)", c.FederationListen)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls_cert", "tls_cert and tls_key go together")
+	}
+	if c.DNSResolver != "" {
+		if _, _, err := net.SplitHostPort(c.DNSResolver); err != nil {
+			bad("dns_resolver", "%q is not HOST:PORT", c.DNSResolver)
+		}
+	}
+	for _, l := range []struct {
+		key string
+		ds  []string
+	}{{"federation_allow", c.FederationAllow}, {"federation_deny", c.FederationDeny}} {
+		for _, d := range l.ds {
+			if !homeserver.ValidDomain(d) {
+				bad(l.key, "%q is not a domain", d)
+			}
+		}
 	}
 	if (c.ClientTLSCert == "") != (c.ClientTLSKey == "") {
 		bad("client_tls_cert", "client_tls_cert and client_tls_key go together")
@@ -141,6 +183,15 @@ func (c *Config) options() []option {
 		{"max_group_members", "most members (and invitees) a group may have", (*intValue)(&c.MaxGroupMembers)},
 		{"client_tls_cert", "PEM certificate for the client API (empty: plain HTTP, e.g. behind a TLS proxy)", (*stringValue)(&c.ClientTLSCert)},
 		{"client_tls_key", "PEM private key for client_tls_cert", (*stringValue)(&c.ClientTLSKey)},
+		{"federation_listen", "HOST:PORT of the federation listener (empty: no federation)", (*stringValue)(&c.FederationListen)},
+		{"tls_cert", "PEM certificate of the federation listener, valid for the domain", (*stringValue)(&c.TLSCert)},
+		{"tls_key", "PEM private key for tls_cert", (*stringValue)(&c.TLSKey)},
+		{"federation_ca", "PEM file of an extra CA to trust for other homeservers (private deployments, tests)", (*stringValue)(&c.FederationCA)},
+		{"federation_insecure", "federate over plain HTTP (local testing only)", (*boolValue)(&c.FederationInsecure)},
+		{"federation_allow_private", "let federation reach private and loopback addresses", (*boolValue)(&c.FederationAllowPrivate)},
+		{"dns_resolver", "HOST:PORT of the DNS server for discovery (empty: the system's)", (*stringValue)(&c.DNSResolver)},
+		{"federation_allow", "comma-separated domains to federate with (empty: any)", (*listValue)(&c.FederationAllow)},
+		{"federation_deny", "comma-separated domains never to federate with", (*listValue)(&c.FederationDeny)},
 		{"log_level", "debug, info, warn or error", (*stringValue)(&c.LogLevel)},
 		{"log_format", "text or json", (*stringValue)(&c.LogFormat)},
 	}
@@ -155,6 +206,34 @@ func (v *intValue) Set(s string) error {
 		return fmt.Errorf("%q is not a whole number", s)
 	}
 	*v = intValue(n)
+	return nil
+}
+
+type boolValue bool
+
+func (v *boolValue) String() string { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", s)
+	}
+	*v = boolValue(b)
+	return nil
+}
+
+// IsBoolFlag lets "--federation-insecure" stand alone on the command line.
+func (v *boolValue) IsBoolFlag() bool { return true }
+
+type listValue []string
+
+func (v *listValue) String() string { return strings.Join(*v, ",") }
+func (v *listValue) Set(s string) error {
+	*v = nil
+	for _, d := range strings.Split(s, ",") {
+		if d = strings.ToLower(strings.TrimSpace(d)); d != "" {
+			*v = append(*v, d)
+		}
+	}
 	return nil
 }
 
@@ -241,6 +320,14 @@ func loadFile(cfg *Config, path string) error {
 		switch {
 		case !ok:
 			errs = append(errs, fmt.Errorf("config %s: unknown key in %s", k, path))
+		case n.Kind == yaml.SequenceNode && isList(v):
+			var items []string
+			for _, it := range n.Content {
+				items = append(items, it.Value)
+			}
+			if err := v.Set(strings.Join(items, ",")); err != nil {
+				errs = append(errs, fmt.Errorf("config %s: %w", k, err))
+			}
 		case n.Kind != yaml.ScalarNode:
 			errs = append(errs, fmt.Errorf("config %s: must be a single value", k))
 		default:
@@ -250,6 +337,11 @@ func loadFile(cfg *Config, path string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func isList(v flag.Value) bool {
+	_, ok := v.(*listValue)
+	return ok
 }
 
 // Keys lists every configuration key, for docs and tests.

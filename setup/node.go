@@ -3,6 +3,7 @@ package setup
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/clientapi"
+	"github.com/parleychat/parley/federation"
 	"github.com/parleychat/parley/homeserver"
 	"github.com/parleychat/parley/storage/sqlite"
 )
@@ -30,6 +32,10 @@ type Node struct {
 	url    string
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	fedSrv *http.Server // nil: federation disabled
+	fedURL string
+	sender *federation.Sender
 }
 
 // Extra are settings that only tests and tools change.
@@ -37,6 +43,9 @@ type Extra struct {
 	Password homeserver.PasswordParams // argon2id costs (default: homeserver's)
 	Now      func() time.Time          // clock
 	Client   clientapi.Options
+	// Federation knobs: tests shorten backoffs and DNS cache lifetimes.
+	Sender   federation.SenderOptions
+	Resolver federation.ResolverOptions
 }
 
 // Start opens storage, starts the client listener and the background jobs,
@@ -85,6 +94,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, extra Extra) (*Nod
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	if cfg.FederationEnabled() {
+		if err := n.startFederation(runCtx, extra); err != nil {
+			n.srv.Close()
+			cancel()
+			store.Close()
+			return nil, err
+		}
+	} else if cfg.FederationListen != "" {
+		log.Info("federation disabled: set tls_cert and tls_key (or federation_insecure for local testing)")
+	}
 	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
@@ -95,6 +114,93 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, extra Extra) (*Nod
 	go func() { defer n.wg.Done(); api.Run(runCtx) }()
 	go func() { defer n.wg.Done(); hs.RunExpiry(runCtx, time.Duration(cfg.ExpiryInterval)) }()
 	return n, nil
+}
+
+// startFederation opens the federation listener and starts the sender.
+func (n *Node) startFederation(ctx context.Context, extra Extra) error {
+	cfg, log := n.cfg, n.log
+	key, err := federation.LoadOrCreateKey(cfg.Data)
+	if err != nil {
+		return fmt.Errorf("federation key: %w", err)
+	}
+	resolver, err := federation.NewResolver(cfg.DNSResolver, extra.Resolver)
+	if err != nil {
+		return fmt.Errorf("config dns_resolver: %w", err)
+	}
+	dialer := &federation.Dialer{Resolver: resolver, AllowPrivate: cfg.FederationAllowPrivate}
+	clientTLS := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.FederationCA != "" {
+		pem, err := os.ReadFile(cfg.FederationCA)
+		if err != nil {
+			return fmt.Errorf("config federation_ca: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("config federation_ca: no PEM certificate in %s", cfg.FederationCA)
+		}
+		clientTLS.RootCAs = pool
+	}
+	hc := &http.Client{Transport: federation.NewTransport(dialer, clientTLS), Timeout: time.Minute,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	scheme := "https"
+	if cfg.TLSCert == "" {
+		scheme = "http" // federation_insecure
+	}
+	keys, err := federation.NewKeyCache(federation.KeyCacheOptions{Client: hc, Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	policy := &federation.Policy{Allow: cfg.FederationAllow, Deny: cfg.FederationDeny}
+	client := federation.NewClient(cfg.Domain, key, hc, scheme)
+	n.sender = federation.NewSender(n.hs, client, log, extra.Sender)
+	n.hs.SetFederation(homeserver.Federation{Remote: client, Wake: n.sender.Wake, Allowed: policy.Allowed})
+	api := federation.NewAPI(n.hs, n.sender, key, keys, log, federation.APIOptions{Policy: policy})
+
+	ln, err := net.Listen("tcp", cfg.FederationListen)
+	if err != nil {
+		return fmt.Errorf("config federation_listen: %w", err)
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("config tls_cert: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
+	}
+	n.fedURL = scheme + "://" + ln.Addr().String()
+	n.fedSrv = &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		if err := n.fedSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("federation listener stopped", "err", err)
+		}
+	}()
+	go func() { defer n.wg.Done(); n.sender.Run(ctx) }()
+	log.Info("federation ready", "url", n.fedURL, "key_id", key.ID)
+	return nil
+}
+
+// FederationURL is the federation listener's base URL ("" if disabled).
+func (n *Node) FederationURL() string { return n.fedURL }
+
+// FederationStatus is the outbound queues' state (nil if disabled).
+func (n *Node) FederationStatus() []federation.Status {
+	if n.sender == nil {
+		return nil
+	}
+	return n.sender.Status()
 }
 
 // URL is the client API's base URL, e.g. http://127.0.0.1:8080.
@@ -111,6 +217,9 @@ func (n *Node) Sockets() int { return n.api.Sockets() }
 // requests within ctx, then flush and close storage.
 func (n *Node) Close(ctx context.Context) error {
 	err := n.srv.Shutdown(ctx)
+	if n.fedSrv != nil {
+		err = errors.Join(err, n.fedSrv.Shutdown(ctx))
+	}
 	n.cancel()
 	n.wg.Wait()
 	if errors.Is(err, context.DeadlineExceeded) {
