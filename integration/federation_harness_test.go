@@ -27,13 +27,22 @@ type dnsZone struct {
 func startDNS(t *testing.T) *dnsZone {
 	t.Helper()
 	z := &dnsZone{srv: map[string]*dns.SRV{}, a: map[string]bool{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP on one port; the TCP side of a free UDP port may be
+	// taken, so try a few.
+	var pc net.PacketConn
+	var ln net.Listener
+	for try := 0; ; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		if try == 20 {
+			t.Fatal(err)
+		}
 	}
 	z.addr = pc.LocalAddr().String()
 	udp := &dns.Server{PacketConn: pc, Handler: z}
@@ -87,6 +96,7 @@ type fedServer struct {
 	zone   *dnsZone
 	extra  []func(*setup.Extra)
 	opts   []option
+	addr   string // the federation listener's host:port
 }
 
 // fedOpts are the federation settings every test server shares: plain
@@ -114,15 +124,17 @@ func startFederated(t *testing.T, zone *dnsZone, domain, dir string, extra []fun
 
 func (f *fedServer) publish() {
 	u := f.node.FederationURL()
+	f.addr = strings.TrimPrefix(u, "http://")
 	port, _ := strconv.Atoi(u[strings.LastIndex(u, ":")+1:])
 	f.zone.publish(f.domain, port)
 }
 
-// restart stops the server and starts it again on the same data (and a
-// new federation port, published anew).
+// restart stops the server and starts it again on the same data and the
+// same federation port, as an operator's restart would.
 func (f *fedServer) restart() {
+	addr := f.addr
 	f.stop()
-	f.server = startServerExtra(f.t, f.cfg.Data, f.extra, f.opts...)
+	f.server = startServerExtra(f.t, f.cfg.Data, f.extra, append(f.opts, func(c *setup.Config) { c.FederationListen = addr })...)
 	f.publish()
 }
 

@@ -1,11 +1,18 @@
 package integration
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/parleychat/parley/federation"
+	"github.com/parleychat/parley/setup"
 	"github.com/parleychat/parley/wire"
 )
 
@@ -140,4 +147,154 @@ func TestFederatedDirectMessages(t *testing.T) {
 	if orders["alice@a.test"] != orders["bob@b.test"] {
 		t.Fatalf("the two sides disagree on the order:\n a.test: %s\n b.test: %s", orders["alice@a.test"], orders["bob@b.test"])
 	}
+}
+
+// A destination that is down gets everything queued for it, in order and
+// exactly once, when it is back; a request from it cuts our backoff short.
+func TestFederationOutage(t *testing.T) {
+	zone := startDNS(t)
+	// a.test backs off for a long time: only the "it is up" reset can
+	// bring the queue moving again within the test.
+	a := startFederated(t, zone, "a.test", "", []func(*setup.Extra){func(e *setup.Extra) {
+		e.Sender = federation.SenderOptions{MinBackoff: time.Hour, MaxBackoff: time.Hour}
+	}})
+	b := startFederated(t, zone, "b.test", "", nil)
+	alice := a.register("alice", 20)
+	bob := b.register("bob", 20)
+	a.must("POST", "/v1/messages", alice.token(), alice.encryptFor("first", "bob@b.test", "before the outage", bob), nil)
+	waitInbox(t, bob, "the first message", countMessages(1))
+
+	b.stop()
+	for i := range 10 {
+		a.must("POST", "/v1/messages", alice.token(), alice.encryptFor(fmt.Sprint("out-", i), "bob@b.test", fmt.Sprint("queued ", i), bob), nil)
+	}
+	eventually(t, "a.test to back off from b.test", func() bool {
+		for _, st := range a.node.FederationStatus() {
+			if st.Destination == "b.test" && st.Failing {
+				return true
+			}
+		}
+		return false
+	})
+	b.restart()
+	bob.srv = b.server
+	// b.test speaks to a.test (bob claims alice's keys through it): a.test
+	// knows b.test is up and retries at once, an hour early.
+	var cr wire.ClaimResponse
+	if st, e := b.call("POST", "/v1/keys/claim", bob.token(), wire.ClaimRequest{User: "alice@a.test"}, &cr); st != 200 {
+		t.Logf("a.test log:\n%s", a.logs.String())
+		t.Logf("b.test log:\n%s", b.logs.String())
+		t.Fatalf("claim: %d %+v", st, e)
+	}
+	msgs := byType(waitInbox(t, bob, "the queued messages", countMessages(11)), wire.EventMessage)
+	if len(msgs) != 11 {
+		t.Fatalf("bob has %d messages, want 11 (exactly once)", len(msgs))
+	}
+	for i, m := range msgs {
+		want := "before the outage"
+		if i > 0 {
+			want = fmt.Sprint("queued ", i-1)
+		}
+		if m.Seq != uint64(i+1) || bob.decrypt(m) != want {
+			t.Fatalf("message %d: seq %d %q", i, m.Seq, want)
+		}
+	}
+}
+
+// Forged requests are refused: a wrong key, a valid server speaking for
+// another domain's user, a replay, and a denied domain.
+func TestFederationForgery(t *testing.T) {
+	zone := startDNS(t)
+	a := startFederated(t, zone, "a.test", "", nil)
+	b := startFederated(t, zone, "b.test", "", nil, func(c *setup.Config) { c.FederationDeny = []string{"d.test"} })
+	c := startFederated(t, zone, "c.test", "", nil)
+	d := startFederated(t, zone, "d.test", "", nil)
+	alice := a.register("alice", 20)
+	bob := b.register("bob", 20)
+	mallory := c.register("mallory", 20)
+	dave := d.register("dave", 20)
+
+	// A client that reaches b.test's listener for URLs naming b.test, so
+	// requests are signed exactly as a server would sign them.
+	toB := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, b.addr)
+	}}}
+	post := func(origin string, key *federation.SigningKey, txnID string, items []wire.FedItem) (int, wire.Error) {
+		body, _ := json.Marshal(wire.Transaction{Origin: origin, Destination: "b.test", Items: items})
+		req, err := federation.NewSignedRequest(context.Background(), "PUT",
+			"http://b.test"+wire.FederationPrefix+"/send/"+txnID, body, origin, "b.test", key, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := toB.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e wire.Error
+		json.NewDecoder(resp.Body).Decode(&e)
+		return resp.StatusCode, e
+	}
+	forward := func(sender, clientID string) wire.FedItem {
+		now := time.Now()
+		return wire.FedItem{Kind: wire.FedForward, Conversation: directID(sender, "bob@b.test"), Sender: sender,
+			SenderDevice: 1, ClientID: clientID, To: "bob@b.test", SentAt: &now,
+			Envelopes: []wire.Envelope{{User: "bob@b.test", Device: 1, Type: wire.CiphertextWhisper, Body: []byte("forged")}}}
+	}
+
+	// A key that is not a.test's.
+	stranger, err := federation.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, e := post("a.test", stranger, "t1", []wire.FedItem{forward("alice@a.test", "x1")}); status != 401 || e.Code != wire.CodeUnauthenticated {
+		t.Fatalf("wrong key: %d %+v", status, e)
+	}
+	// c.test's real key, speaking for a.test's alice: the item is refused.
+	cKey, err := federation.LoadOrCreateKey(c.cfg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res wire.TransactionResult
+	body, _ := json.Marshal(wire.Transaction{Origin: "c.test", Destination: "b.test", Items: []wire.FedItem{forward("alice@a.test", "x2")}})
+	req, _ := federation.NewSignedRequest(context.Background(), "PUT", "http://b.test"+wire.FederationPrefix+"/send/t2",
+		body, "c.test", "b.test", cKey, time.Now())
+	resp, err := toB.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&res)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(res.Refused) != 1 || res.Refused[0].Code != wire.CodeForbidden {
+		t.Fatalf("c.test speaking for alice@a.test: %d %+v", resp.StatusCode, res)
+	}
+	// The same signed request again: a replay.
+	req2, _ := http.NewRequest("PUT", req.URL.String(), strings.NewReader(string(body)))
+	req2.Header = req.Header.Clone()
+	resp, err = toB.Do(req2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 409 {
+		t.Fatalf("replayed request: %d", resp.StatusCode)
+	}
+	if n := len(byType(bob.inbox(), wire.EventMessage)); n != 0 {
+		t.Fatalf("bob got %d forged messages", n)
+	}
+
+	// d.test is denied by b.test: dave cannot reach bob, in either direction.
+	status, e := d.call("POST", "/v1/keys/claim", dave.token(), wire.ClaimRequest{User: "bob@b.test"}, nil)
+	if status < 400 || (e.Code != wire.CodeForbidden && e.Code != wire.CodeUnavailable) {
+		t.Fatalf("dave claiming bob's keys through d.test: %d %+v", status, e)
+	}
+	b.refused(403, wire.CodeForbidden, "GET", "/v1/users/dave@d.test/devices", bob.token(), nil)
+
+	// Honest traffic still flows: mallory (c.test) to bob works.
+	c.must("POST", "/v1/messages", mallory.token(), mallory.encryptFor("m1", "bob@b.test", "hi from c", bob), nil)
+	msgs := byType(waitInbox(t, bob, "mallory's message", countMessages(1)), wire.EventMessage)
+	if msgs[0].From != "mallory@c.test" || bob.decrypt(msgs[0]) != "hi from c" {
+		t.Fatalf("message from c.test: %+v", msgs[0])
+	}
+	_ = alice
 }
