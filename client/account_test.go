@@ -511,7 +511,6 @@ func TestUnreadableMessagesDoNotBlockTheInbox(t *testing.T) {
 // PreKeyBatch more, by hand (Process, MaintainKeys), at caught_up and on a
 // live event.
 func TestPreKeysReplenished(t *testing.T) {
-	t0 := time.Now()
 	srv := startServer(t)
 	ctx := testCtx(t)
 	alice := newAccount(t, srv, "alice", false, nil)
@@ -536,7 +535,6 @@ func TestPreKeysReplenished(t *testing.T) {
 			t.Fatalf("bob holds %d prekeys after the claims, want %d", n, to)
 		}
 	}
-	t.Logf("T+%v after line 24", time.Since(t0))
 	drain(low)
 
 	// The server says so on connect.
@@ -544,7 +542,6 @@ func TestPreKeysReplenished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("T+%v after line 31", time.Since(t0))
 	var lowEv *wire.Event
 	for ev := range conn.Events() {
 		if ev.Type == wire.EventPreKeysLow {
@@ -554,33 +551,26 @@ func TestPreKeysReplenished(t *testing.T) {
 			break
 		}
 	}
-	t.Logf("T+%v after line 40", time.Since(t0))
 	conn.Close()
 	if lowEv == nil || lowEv.Count != low {
 		t.Fatalf("prekeys_low event %+v, want count %d", lowEv, low)
 	}
-	t.Logf("T+%v after line 44", time.Since(t0))
 	if _, ok, err := bob.Process(ctx, *lowEv); ok || err != nil {
 		t.Fatalf("prekeys_low: %v %v", ok, err)
 	}
-	t.Logf("T+%v after line 47", time.Since(t0))
 	if err := bob.MaintainKeys(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("T+%v after line 50", time.Since(t0))
 	if n := preKeys(t, bob); n != low+PreKeyBatch {
 		t.Fatalf("server holds %d prekeys, want %d", n, low+PreKeyBatch)
 	}
-	t.Logf("T+%v after line 53", time.Since(t0))
 	// Nothing noted since: no upload.
 	if err := bob.MaintainKeys(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("T+%v after line 57", time.Since(t0))
 	if n := preKeys(t, bob); n != low+PreKeyBatch {
 		t.Fatalf("server holds %d prekeys after a no-op, want %d", n, low+PreKeyBatch)
 	}
-	t.Logf("T+%v after line 60", time.Since(t0))
 
 	// Receive does it at caught_up...
 	drain(low)
@@ -588,13 +578,11 @@ func TestPreKeysReplenished(t *testing.T) {
 	if n := preKeys(t, bob); n != low+PreKeyBatch {
 		t.Fatalf("after receive: server holds %d prekeys, want %d", n, low+PreKeyBatch)
 	}
-	t.Logf("T+%v after line 67", time.Since(t0))
 
 	// ... and on a live prekeys_low.
 	for len(caughtUp) > 0 {
 		<-caughtUp
 	}
-	t.Logf("T+%v after line 72", time.Since(t0))
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
@@ -607,14 +595,12 @@ func TestPreKeysReplenished(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("bob never caught up")
 	}
-	t.Logf("T+%v after line 84", time.Since(t0))
 	drain(low)
 	eventually(t, "a live upload of prekeys", func() bool { return preKeys(t, bob) == low+PreKeyBatch })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("receive: %v, want context.Canceled", err)
 	}
-	t.Logf("T+%v after line 90", time.Since(t0))
 }
 
 func TestRegisterRefusals(t *testing.T) {

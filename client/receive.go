@@ -18,6 +18,10 @@ const (
 	ItemDeviceList   = wire.EventDeviceList // User's device list changed (already handled)
 	ItemExpired      = wire.EventExpired    // Conversation lost FromSeq..ToSeq unread
 	ItemDecryptError = "decrypt_error"      // a message that could not be read; Err says why
+	// A send whose conversation's hub is another homeserver was answered
+	// "accepted"; these report what the hub did with it, later.
+	ItemSent      = wire.EventSent // ClientID got Seq in Conversation
+	ItemSendError = "send_error"   // ClientID was refused: Code, Err
 )
 
 // Item is what Process makes of an event: a decrypted message, a receipt,
@@ -67,6 +71,10 @@ type Item struct {
 	FromSeq, ToSeq uint64
 
 	Err error
+
+	// sent, send_error
+	ClientID string
+	Code     string
 }
 
 // deviceProbe: how many device numbers past the highest one the server
@@ -123,7 +131,16 @@ func (a *Account) Process(ctx context.Context, ev wire.Event) (item Item, ok boo
 		a.preKeysLow = ev.Count
 		a.mu.Unlock()
 		return Item{}, false, nil
-	case wire.EventCaughtUp, wire.EventAccepted, wire.EventSent, wire.EventError:
+	case wire.EventSent, wire.EventError:
+		if ev.ID == 0 {
+			return Item{}, false, nil // live answers to socket sends
+		}
+		if ev.Type == wire.EventSent {
+			return Item{Type: ItemSent, ID: ev.ID, Conversation: ev.Conversation, Seq: ev.Seq, ClientID: ev.ClientID}, true, nil
+		}
+		return Item{Type: ItemSendError, ID: ev.ID, Conversation: ev.Conversation, ClientID: ev.ClientID, Code: ev.Code,
+			Err: &wire.Error{Code: ev.Code, Message: ev.Message, Missing: ev.Missing, Extra: ev.Extra}}, true, nil
+	case wire.EventCaughtUp, wire.EventAccepted:
 		return Item{}, false, nil
 	}
 	if ev.ID > 0 {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/federation"
+	"github.com/parleychat/parley/internal/testdns"
 	"github.com/parleychat/parley/setup"
 	"github.com/parleychat/parley/wire"
 )
@@ -47,7 +48,7 @@ func countMessages(n int) func([]wire.Event) bool {
 // order, receipts cross back, and the sender's own other device gets its
 // copy through the hub.
 func TestFederatedDirectMessages(t *testing.T) {
-	zone := startDNS(t)
+	zone := testdns.Start(t)
 	a := startFederated(t, zone, "a.test", "", nil)
 	b := startFederated(t, zone, "b.test", "", nil)
 	alice := a.register("alice", 20)
@@ -152,7 +153,7 @@ func TestFederatedDirectMessages(t *testing.T) {
 // A destination that is down gets everything queued for it, in order and
 // exactly once, when it is back; a request from it cuts our backoff short.
 func TestFederationOutage(t *testing.T) {
-	zone := startDNS(t)
+	zone := testdns.Start(t)
 	// a.test backs off for a long time: only the "it is up" reset can
 	// bring the queue moving again within the test.
 	a := startFederated(t, zone, "a.test", "", []func(*setup.Extra){func(e *setup.Extra) {
@@ -204,7 +205,7 @@ func TestFederationOutage(t *testing.T) {
 // Forged requests are refused: a wrong key, a valid server speaking for
 // another domain's user, a replay, and a denied domain.
 func TestFederationForgery(t *testing.T) {
-	zone := startDNS(t)
+	zone := testdns.Start(t)
 	a := startFederated(t, zone, "a.test", "", nil)
 	b := startFederated(t, zone, "b.test", "", nil, func(c *setup.Config) { c.FederationDeny = []string{"d.test"} })
 	c := startFederated(t, zone, "c.test", "", nil)

@@ -15,7 +15,7 @@ import (
 // client that stops answering is dropped and can reconnect.
 func TestPingKeepAlive(t *testing.T) {
 	s := startServerExtra(t, "", []func(*setup.Extra){func(e *setup.Extra) {
-		e.Client.PingInterval = 200 * time.Millisecond
+		e.Client.PingInterval = time.Second // generous: a loaded CI machine must answer within 2.5 s
 	}})
 	alive := s.register("alice", 25)
 	silent := s.register("bob", 25)
@@ -32,7 +32,7 @@ func TestPingKeepAlive(t *testing.T) {
 	bs.conn.SetPingHandler(func(string) error { return nil }) // swallow pings, never pong
 
 	eventually(t, "the silent socket to be dropped", func() bool { return s.node.Sockets() == 1 })
-	eventually(t, "five pings answered", func() bool { return pings.Load() >= 5 })
+	eventually(t, "three pings answered", func() bool { return pings.Load() >= 3 })
 	if n := s.node.Sockets(); n != 1 {
 		t.Fatalf("%d sockets, want the answering one only", n)
 	}

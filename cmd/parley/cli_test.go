@@ -97,11 +97,11 @@ var readyRE = regexp.MustCompile(`msg="parley homeserver ready" url=(http://\S+)
 
 // startHomeserver runs the homeserver binary on 127.0.0.1:0 with its data
 // in dir and waits for its ready line. It is stopped when the test ends.
-func startHomeserver(t *testing.T, dir string) *hsProcess {
+func startHomeserver(t *testing.T, dir string, args ...string) *hsProcess {
 	t.Helper()
 	_, bin := binaries(t)
 	h := &hsProcess{t: t, stderr: &syncBuffer{}, done: make(chan struct{})}
-	h.cmd = exec.Command(bin, "--listen", "127.0.0.1:0", "--data", dir)
+	h.cmd = exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--data", dir}, args...)...)
 	h.cmd.Env = cleanEnv()
 	h.cmd.Stderr = h.stderr
 	if err := h.cmd.Start(); err != nil {

@@ -54,6 +54,19 @@ type (
 		SentAt       time.Time `json:"sent_at"`
 		Error        string    `json:"error"`
 	}
+	jsonSent struct {
+		Type         string `json:"type"` // "sent"
+		ClientID     string `json:"client_id"`
+		Conversation string `json:"conversation"`
+		Seq          uint64 `json:"seq"`
+	}
+	jsonSendError struct {
+		Type         string `json:"type"` // "send_error"
+		ClientID     string `json:"client_id"`
+		Conversation string `json:"conversation"`
+		Code         string `json:"code"`
+		Error        string `json:"error"`
+	}
 	// jsonOther is an inbox event of a type this client does not know.
 	jsonOther struct {
 		Type         string `json:"type"`
@@ -81,6 +94,10 @@ func jsonItem(it client.Item) any {
 		return jsonDecryptError{it.Type, it.ID, it.Conversation, it.Group, it.Seq, it.From, it.FromDevice, it.SentAt, errText(it.Err)}
 	case client.ItemGroupEvent:
 		return jsonGroupEventOf(it)
+	case client.ItemSent:
+		return jsonSent{it.Type, it.ClientID, it.Conversation, it.Seq}
+	case client.ItemSendError:
+		return jsonSendError{it.Type, it.ClientID, it.Conversation, it.Code, errText(it.Err)}
 	}
 	return jsonOther{it.Type, it.ID, it.Conversation, it.Seq}
 }
@@ -120,6 +137,10 @@ func textItem(it client.Item) string {
 	case client.ItemDecryptError:
 		return fmt.Sprintf("! [%s] %s/%d: could not decrypt %s#%d: %s", clock(it.SentAt), clean(it.From),
 			it.FromDevice, clean(it.Conversation), it.Seq, clean(errText(it.Err)))
+	case client.ItemSent:
+		return fmt.Sprintf("✓ sent %s#%d", clean(it.Conversation), it.Seq)
+	case client.ItemSendError:
+		return fmt.Sprintf("! message %s to %s was refused: %s", clean(it.ClientID), clean(it.Conversation), clean(errText(it.Err)))
 	}
 	return fmt.Sprintf("? %s event %d", clean(it.Type), it.ID)
 }

@@ -1,0 +1,85 @@
+// Package testdns is a DNS server for tests: it serves, on loopback, the
+// SRV records through which homeservers of test domains find each other.
+package testdns
+
+import (
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// Zone is a real DNS server on loopback serving the test domains'
+// SRV and A records; federation discovers servers through it.
+type Zone struct {
+	Addr string // HOST:PORT of the server (UDP and TCP)
+	mu   sync.Mutex
+	srv  map[string]*dns.SRV // "_parley._tcp.a.test." -> record
+	a    map[string]bool     // "a.test." -> 127.0.0.1
+}
+
+func Start(t testing.TB) *Zone {
+	t.Helper()
+	z := &Zone{srv: map[string]*dns.SRV{}, a: map[string]bool{}}
+	// UDP and TCP on one port; the TCP side of a free UDP port may be
+	// taken, so try a few.
+	var pc net.PacketConn
+	var ln net.Listener
+	for try := 0; ; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		if try == 20 {
+			t.Fatal(err)
+		}
+	}
+	z.Addr = pc.LocalAddr().String()
+	udp := &dns.Server{PacketConn: pc, Handler: z}
+	tcp := &dns.Server{Listener: ln, Handler: z}
+	go udp.ActivateAndServe()
+	go tcp.ActivateAndServe()
+	t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
+	return z
+}
+
+// Publish points domain's SRV record at 127.0.0.1:port.
+func (z *Zone) Publish(domain string, port int) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	host := dns.Fqdn("fed." + domain)
+	name := "_parley._tcp." + dns.Fqdn(domain)
+	z.srv[name] = &dns.SRV{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: 1},
+		Priority: 10, Weight: 5, Port: uint16(port), Target: host}
+	z.a[host] = true
+}
+
+func (z *Zone) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	for _, q := range r.Question {
+		name := strings.ToLower(q.Name)
+		switch {
+		case q.Qtype == dns.TypeSRV && z.srv[name] != nil:
+			rr := *z.srv[name]
+			m.Answer = append(m.Answer, &rr)
+		case q.Qtype == dns.TypeA && z.a[name]:
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1},
+				A: net.IPv4(127, 0, 0, 1)})
+		case q.Qtype == dns.TypeAAAA && z.a[name]:
+			// IPv4 only: an empty answer.
+		default:
+			m.Rcode = dns.RcodeNameError
+		}
+	}
+	w.WriteMsg(m)
+}
