@@ -642,6 +642,14 @@ func TestLogoutRemovesDevice(t *testing.T) {
 	ctx := testCtx(t)
 	a := newAccount(t, srv, "alice", false, nil)
 	home, token := a.Home(), a.API().Token()
+	// What register kept: the credentials, readable by the owner only.
+	if st, err := os.Stat(filepath.Join(home, AccountFileName)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("account.json: %v %v", st, err)
+	}
+	want := AccountFile{Server: srv.URL(), UserID: "alice@localhost", DeviceID: 1, AccessToken: token}
+	if f, err := LoadAccountFile(home); err != nil || f != want || token == "" {
+		t.Fatalf("account.json holds %+v (%v), want %+v", f, err, want)
+	}
 	if err := a.Logout(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -47,8 +47,6 @@ func startServer(t *testing.T) *testServer {
 		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		cs := time.Now()
-		defer func() { t.Logf("CLOSE %v", time.Since(cs)) }()
 		if err := node.Close(ctx); err != nil {
 			t.Errorf("closing the homeserver: %v", err)
 		}

@@ -76,6 +76,23 @@ func (c *Client) Profile(ctx context.Context, user string) (wire.Profile, error)
 	return out, err
 }
 
+// GroupDevices asks a group's hub for the devices member must encrypt to.
+func (c *Client) GroupDevices(ctx context.Context, hub, group, member string) (wire.GroupDevices, error) {
+	var out wire.GroupDevices
+	err := c.do(ctx, http.MethodGet, hub, wire.FederationPrefix+"/groups/"+url.PathEscape(group)+"/devices?member="+
+		url.QueryEscape(member), nil, &out)
+	return out, err
+}
+
+// GroupOp asks a group's hub to perform an operation for one of our users.
+func (c *Client) GroupOp(ctx context.Context, hub, group string, op wire.GroupOp) error {
+	body, err := json.Marshal(op)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, hub, wire.FederationPrefix+"/groups/"+url.PathEscape(group)+"/op", body, nil)
+}
+
 // do sends one signed request and decodes a 2xx answer into out; any
 // other answer becomes a *wire.Error.
 func (c *Client) do(ctx context.Context, method, dest, path string, body []byte, out any) error {

@@ -72,6 +72,8 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET "+wire.FederationPrefix+"/users/{user}/devices", a.signed(a.devices))
 	mux.HandleFunc("POST "+wire.FederationPrefix+"/keys/claim", a.signed(a.claim))
 	mux.HandleFunc("GET "+wire.FederationPrefix+"/profile/{user}", a.signed(a.profile))
+	mux.HandleFunc("GET "+wire.FederationPrefix+"/groups/{group}/devices", a.signed(a.groupDevices))
+	mux.HandleFunc("POST "+wire.FederationPrefix+"/groups/{group}/op", a.signed(a.groupOp))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &wire.Error{Code: wire.CodeNotFound, Message: "no such federation endpoint"})
 	})
@@ -158,6 +160,21 @@ func (a *API) profile(ctx context.Context, r *http.Request, origin string, _ []b
 		return nil, &wire.Error{Code: wire.CodeForbidden, Message: user + " is not a user of this server"}
 	}
 	return a.hs.Profile(ctx, user)
+}
+
+func (a *API) groupDevices(ctx context.Context, r *http.Request, origin string, _ []byte) (any, error) {
+	return a.hs.RemoteGroupDevices(ctx, origin, r.PathValue("group"), r.URL.Query().Get("member"))
+}
+
+func (a *API) groupOp(ctx context.Context, r *http.Request, origin string, body []byte) (any, error) {
+	var op wire.GroupOp
+	if err := json.Unmarshal(body, &op); err != nil {
+		return nil, &wire.Error{Code: wire.CodeBadJSON, Message: "malformed group operation: " + err.Error()}
+	}
+	if err := a.hs.RemoteGroupOp(ctx, origin, r.PathValue("group"), op); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
 }
 
 // verifyError maps a signature check failure to its stable code.

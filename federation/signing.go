@@ -450,6 +450,9 @@ func NewVerifier(opts VerifierOptions) *Verifier {
 // this origin within the window (ErrReplay). Only a request that passes
 // every other check records its nonce.
 func (v *Verifier) Verify(ctx context.Context, req *http.Request, body []byte, ourDomain string, keys KeyLookup, now time.Time) (origin string, err error) {
+	if keys == nil {
+		return "", errors.New("federation: Verify needs a KeyLookup")
+	}
 	inputs, sigs := req.Header.Values(HeaderSignatureInput), req.Header.Values(HeaderSignature)
 	if len(inputs) == 0 || len(sigs) == 0 {
 		return "", ErrUnsigned

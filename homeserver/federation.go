@@ -29,7 +29,13 @@ type Remote interface {
 	Devices(ctx context.Context, user string) (wire.RemoteDevices, error)
 	Claim(ctx context.Context, user string, devices []uint32) ([]wire.Bundle, error)
 	Profile(ctx context.Context, user string) (wire.Profile, error)
+	// GroupDevices and GroupOp ask a group's hub, for member, for the
+	// group's devices or to perform an operation.
+	GroupDevices(ctx context.Context, hub, group, member string) (wire.GroupDevices, error)
+	GroupOp(ctx context.Context, hub, group string, op wire.GroupOp) error
 }
+
+func asWire(err error, target **wire.Error) bool { return errors.As(err, target) }
 
 // Federation connects the domain to other homeservers.
 type Federation struct {
@@ -190,9 +196,16 @@ func (s *Server) sendDirectRemote(ctx context.Context, c Caller, req wire.SendRe
 		return s.store1(ctx, c, req, convID, check)
 	}
 
+	return s.forwardSend(ctx, c, req, convID, hub, check)
+}
+
+// forwardSend records a local send for a conversation whose hub is another
+// homeserver and queues it there, after check; it answers "accepted". A
+// retried client id answers the same and queues nothing.
+func (s *Server) forwardSend(ctx context.Context, c Caller, req wire.SendRequest, convID, hub string, check func(storage.Tx) error) (wire.SendResult, error) {
 	sentAt := s.now().Truncate(time.Millisecond)
 	res := wire.SendResult{ClientID: req.ClientID, Conversation: convID, SentAt: sentAt, Status: wire.SendAccepted}
-	err = s.store.Write(ctx, func(tx storage.Tx) error {
+	err := s.store.Write(ctx, func(tx storage.Tx) error {
 		f, err := tx.Forward(c.UserID, c.DeviceID, req.ClientID)
 		if err == nil {
 			if f.Conversation != convID {
@@ -210,8 +223,12 @@ func (s *Server) sendDirectRemote(ctx context.Context, c Caller, req wire.SendRe
 			Conversation: convID, CreatedAt: sentAt}); err != nil {
 			return err
 		}
-		return s.enqueue(tx, hub, wire.FedItem{Kind: wire.FedForward, Conversation: convID, Sender: c.UserID,
-			SenderDevice: c.DeviceID, ClientID: req.ClientID, To: to, Envelopes: req.Envelopes, SentAt: &sentAt})
+		it := wire.FedItem{Kind: wire.FedForward, Conversation: convID, Sender: c.UserID, SenderDevice: c.DeviceID,
+			ClientID: req.ClientID, To: req.To, Envelopes: req.Envelopes, Shared: req.Shared, SentAt: &sentAt}
+		if IsGroupID(convID) {
+			it.Group, it.To = convID, ""
+		}
+		return s.enqueue(tx, hub, it)
 	})
 	if err != nil {
 		return wire.SendResult{}, internal(ctx, err)

@@ -92,6 +92,8 @@ func (in *inbound) apply(it wire.FedItem) error {
 		return in.receipt(it)
 	case wire.FedDeviceList:
 		return in.deviceList(it)
+	case wire.FedGroupEvent:
+		return in.groupEvent(it)
 	}
 	return refuse(wire.CodeUnsupported, "unknown item kind %q", it.Kind)
 }
@@ -119,8 +121,11 @@ func (in *inbound) message(it wire.FedItem) error {
 	if it.Seq == 0 || it.SentAt == nil {
 		return invalid("seq", "a message needs seq and sent_at")
 	}
-	if IsGroupID(it.Conversation) || it.Shared != nil {
-		return refuse(wire.CodeUnsupported, "groups across homeservers are not supported yet")
+	if IsGroupID(it.Conversation) {
+		return in.groupMessage(it)
+	}
+	if it.Shared != nil {
+		return invalid("shared", "a shared ciphertext is for groups only")
 	}
 	// The conversation's other member: the local user the ciphertexts are
 	// for, or, when the sender is ours (its send came back sequenced), the
@@ -164,28 +169,50 @@ func (in *inbound) message(it wire.FedItem) error {
 	if err := tx.RaiseLastSeq(it.Conversation, it.Seq); err != nil {
 		return err
 	}
+	return in.store(it, sender)
+}
+
+// store records a sequenced message from the hub and gives each local
+// device listed its entry (a device removed meanwhile is skipped). A
+// message seen before (same conversation and seq) is a retry: nothing.
+func (in *inbound) store(it wire.FedItem, sender string) error {
+	s, tx := in.s, in.tx
 	p := s.prepare(outgoing{conv: it.Conversation, sender: sender, senderDevice: it.SenderDevice, clientID: it.ClientID,
-		envelopes: it.Envelopes, sentAt: *it.SentAt})
-	msgID, err := tx.InsertMessage(storage.Message{Conversation: it.Conversation, Seq: it.Seq, Sender: sender,
-		SenderDevice: it.SenderDevice, ClientID: it.ClientID, SentAt: p.sentAt, ExpiresAt: p.expires})
+		envelopes: it.Envelopes, shared: it.Shared, sentAt: *it.SentAt})
+	m := storage.Message{Conversation: it.Conversation, Seq: it.Seq, Sender: sender,
+		SenderDevice: it.SenderDevice, ClientID: it.ClientID, SentAt: p.sentAt, ExpiresAt: p.expires}
+	if it.Shared != nil {
+		m.Body, m.BodyType = it.Shared.Body, it.Shared.Type
+	}
+	msgID, err := tx.InsertMessage(m)
 	if conflict(err) {
-		return nil // delivered before: this is a retry
+		return nil
 	} else if err != nil {
 		return err
 	}
 	var entries []storage.InboxEntry
-	for i, e := range it.Envelopes {
-		devs, err := tx.KeyedDevices(e.User)
-		if err != nil {
+	add := func(user string, device uint32, payload []byte) error {
+		devs, err := tx.KeyedDevices(user)
+		if err != nil || !slices.Contains(devs, device) {
 			return err
 		}
-		if !slices.Contains(devs, e.Device) {
-			continue // removed meanwhile
+		entries = append(entries, storage.InboxEntry{UserID: user, DeviceID: device, Kind: storage.EntryMessage,
+			Conversation: it.Conversation, Seq: it.Seq, MessageID: msgID, ExpiresAt: p.expires, Payload: payload})
+		in.woken = append(in.woken, deviceAddr{User: user, Device: device})
+		return nil
+	}
+	for i, e := range it.Envelopes {
+		if err := add(e.User, e.Device, withSeq(p.payloads[i], it.Seq)); err != nil {
+			return err
 		}
-		entries = append(entries, storage.InboxEntry{UserID: e.User, DeviceID: e.Device, Kind: storage.EntryMessage,
-			Conversation: it.Conversation, Seq: it.Seq, MessageID: msgID, ExpiresAt: p.expires,
-			Payload: withSeq(p.payloads[i], it.Seq)})
-		in.woken = append(in.woken, deviceAddr{User: e.User, Device: e.Device})
+	}
+	if it.Shared != nil {
+		payload := withSeq(p.sharedEv, it.Seq)
+		for _, d := range it.Shared.Devices {
+			if err := add(d.User, d.Device, payload); err != nil {
+				return err
+			}
+		}
 	}
 	return tx.InsertInbox(entries)
 }
@@ -199,6 +226,9 @@ func (in *inbound) forward(it wire.FedItem) error {
 	}
 	if domainOf(sender) != in.origin {
 		return forbidden("%s cannot send for %s", in.origin, sender)
+	}
+	if IsGroupID(it.Conversation) {
+		return in.groupForward(it, sender)
 	}
 	to, err := in.validUser("to", it.To)
 	if err != nil {
@@ -402,4 +432,69 @@ func (in *inbound) deviceList(it wire.FedItem) error {
 		}
 	}
 	return tx.InsertInbox(entries)
+}
+
+// groupForward sequences, as the hub, a group send a member server
+// forwarded: the sender must be a member, and the ciphertexts must cover
+// every member device but the sending one.
+func (in *inbound) groupForward(it wire.FedItem, sender string) error {
+	s, tx := in.s, in.tx
+	if it.SentAt == nil {
+		return invalid("sent_at", "a forward needs sent_at")
+	}
+	req := wire.SendRequest{ClientID: it.ClientID, To: it.Conversation, Envelopes: it.Envelopes, Shared: it.Shared}
+	if err := checkSend(req); err != nil {
+		return err
+	}
+	result := wire.FedItem{Kind: wire.FedForwardResult, Conversation: it.Conversation, Sender: sender,
+		SenderDevice: it.SenderDevice, ClientID: it.ClientID}
+	answer := func() error {
+		in.dests = append(in.dests, in.origin)
+		return s.enqueue(tx, in.origin, result)
+	}
+	if prev, err := tx.MessageByClientID(sender, it.SenderDevice, it.ClientID); err == nil {
+		result.Seq, result.SentAt = prev.Seq, &prev.SentAt
+		return answer()
+	} else if !notFound(err) {
+		return err
+	}
+	conv, err := tx.Conversation(it.Conversation)
+	if notFound(err) || (err == nil && conv.Hub != s.opts.Domain) {
+		result.Error = &wire.Error{Code: wire.CodeUnknownGroup, Message: "no group " + it.Conversation + " here"}
+		return answer()
+	} else if err != nil {
+		return err
+	}
+	if m, err := tx.GroupMember(it.Conversation, sender); notFound(err) || (err == nil && m.State != storage.MemberJoined) {
+		result.Error = &wire.Error{Code: wire.CodeNotMember, Message: sender + " is not a member of " + it.Conversation}
+		return answer()
+	} else if err != nil {
+		return err
+	}
+	devs, err := tx.GroupDevices(it.Conversation)
+	if err != nil {
+		return err
+	}
+	want := make(deviceSet, len(devs))
+	for _, d := range devs {
+		want[deviceAddr{User: d.UserID, Device: d.DeviceID}] = struct{}{}
+	}
+	delete(want, deviceAddr{User: sender, Device: it.SenderDevice})
+	if err := checkCoverage(want, req); err != nil {
+		if e, ok := AsError(err); ok && e.Code == wire.CodeStaleDevices {
+			result.Error = &wire.Error{Code: e.Code, Message: e.Message, Missing: e.Missing, Extra: e.Extra}
+			return answer()
+		}
+		return err
+	}
+	p := s.prepare(outgoing{conv: it.Conversation, sender: sender, senderDevice: it.SenderDevice, clientID: it.ClientID,
+		envelopes: it.Envelopes, shared: it.Shared, sentAt: s.now()})
+	seq, woken, dests, err := s.sequence(tx, p)
+	if err != nil {
+		return err
+	}
+	in.woken = append(in.woken, woken...)
+	in.dests = append(in.dests, dests...)
+	result.Seq, result.SentAt = seq, &p.sentAt
+	return answer()
 }

@@ -49,16 +49,23 @@ func checkMeta(m wire.GroupMeta) error {
 	return nil
 }
 
-// groupUsers validates a list of user ids to add or invite.
-func (s *Server) groupUsers(raw []string) ([]string, error) {
+// groupUsers validates a list of user ids to add or invite. Users of
+// other homeservers are checked with their server, whose answer (their
+// device list) is cached: the hub needs it to check group sends.
+func (s *Server) groupUsers(ctx context.Context, raw []string) ([]string, error) {
 	if len(raw) > wire.MaxGroupUsersPerCall {
 		return nil, invalid("users", "at most %d users per call", wire.MaxGroupUsersPerCall)
 	}
 	out := make([]string, 0, len(raw))
 	for i, r := range raw {
-		id, err := s.localUser("users["+strconv.Itoa(i)+"]", r)
+		id, local, err := s.user("users["+strconv.Itoa(i)+"]", r)
 		if err != nil {
 			return nil, err
+		}
+		if !local {
+			if _, err := s.remoteDevices(ctx, id); err != nil {
+				return nil, err
+			}
 		}
 		if slices.Contains(out, id) {
 			return nil, invalid("users["+strconv.Itoa(i)+"]", "%s is listed twice", id)
@@ -135,42 +142,98 @@ func requireAdmin(st *groupState) error {
 }
 
 // groupEvent puts ev, with the next seq of the group, into the inbox of
-// every device of the group's joined members (as they are after the
+// every local device of the group's joined members (as they are after the
 // change) and of the extra users (a removed member, an invitee), and
-// returns the devices to wake.
-func (s *Server) groupEvent(tx storage.Tx, groupID string, ev wire.Event, extra ...string) ([]deviceAddr, uint64, error) {
+// queues it for every other homeserver with such users, together with the
+// whole member list, which those servers mirror. It returns the local
+// devices and the destinations to wake.
+func (s *Server) groupEvent(tx storage.Tx, groupID string, ev wire.Event, extra ...string) ([]deviceAddr, []string, error) {
 	seq, err := tx.NextSeq(groupID)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	ev.Type, ev.Conversation, ev.Group, ev.Seq = wire.EventGroup, groupID, groupID, seq
 	payload := mustJSON(ev)
-	devs, err := tx.GroupDevices(groupID)
+	members, err := tx.GroupMembers(groupID)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
-	addrs := make([]deviceAddr, 0, len(devs))
-	for _, d := range devs {
-		addrs = append(addrs, deviceAddr{User: d.UserID, Device: d.DeviceID})
+	var recipients []string
+	for _, m := range members {
+		if m.State == storage.MemberJoined {
+			recipients = append(recipients, m.UserID)
+		}
 	}
 	for _, u := range extra {
-		ds, err := tx.KeyedDevices(u)
-		if err != nil {
-			return nil, 0, err
-		}
-		for _, d := range ds {
-			if a := (deviceAddr{User: u, Device: d}); !slices.Contains(addrs, a) {
-				addrs = append(addrs, a)
-			}
+		if !slices.Contains(recipients, u) {
+			recipients = append(recipients, u)
 		}
 	}
 	expires := s.now().Add(s.opts.Retention)
-	entries := make([]storage.InboxEntry, len(addrs))
-	for i, a := range addrs {
-		entries[i] = storage.InboxEntry{UserID: a.User, DeviceID: a.Device, Kind: storage.EntryGroup,
-			Conversation: groupID, Seq: seq, ExpiresAt: expires, Payload: payload}
+	var entries []storage.InboxEntry
+	var woken []deviceAddr
+	remote := map[string][]string{}
+	var dests []string
+	for _, u := range recipients {
+		if !s.isLocal(u) {
+			d := domainOf(u)
+			if _, ok := remote[d]; !ok {
+				dests = append(dests, d)
+			}
+			remote[d] = append(remote[d], u)
+			continue
+		}
+		devs, err := tx.KeyedDevices(u)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, d := range devs {
+			entries = append(entries, storage.InboxEntry{UserID: u, DeviceID: d, Kind: storage.EntryGroup,
+				Conversation: groupID, Seq: seq, ExpiresAt: expires, Payload: payload})
+			woken = append(woken, deviceAddr{User: u, Device: d})
+		}
 	}
-	return addrs, seq, tx.InsertInbox(entries)
+	if err := tx.InsertInbox(entries); err != nil {
+		return nil, nil, err
+	}
+	if len(dests) > 0 {
+		g, err := tx.Group(groupID)
+		if err != nil {
+			return nil, nil, err
+		}
+		it := wire.FedItem{Kind: wire.FedGroupEvent, Conversation: groupID, Group: groupID, Seq: seq, Event: &ev,
+			Meta: &wire.GroupMeta{Name: g.Name, Description: g.Description, Avatar: g.Avatar}}
+		for _, m := range members {
+			if m.State == storage.MemberJoined {
+				it.Members = append(it.Members, wire.Member{User: m.UserID, Role: m.Role})
+			} else {
+				it.Invited = append(it.Invited, wire.Member{User: m.UserID, Role: m.Role})
+			}
+		}
+		for _, d := range dests {
+			it.Users = remote[d]
+			if err := s.enqueue(tx, d, it); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	return woken, dests, nil
+}
+
+// userExists checks, inside a transaction, that a user to add exists: a
+// local account, or a remote user whose server listed them (groupUsers
+// fetched the list before).
+func (s *Server) userExists(tx storage.Tx, u string) error {
+	var err error
+	if s.isLocal(u) {
+		_, err = tx.Account(u)
+	} else {
+		_, err = tx.RemoteDeviceList(u)
+	}
+	if notFound(err) {
+		return refuse(wire.CodeUnknownUser, "%s does not exist", u)
+	}
+	return err
 }
 
 // groupOp runs one group change in one Write: load, check and mutate in
@@ -178,8 +241,9 @@ func (s *Server) groupEvent(tx storage.Tx, groupID string, ev wire.Event, extra 
 func (s *Server) groupOp(ctx context.Context, c Caller, id string,
 	fn func(tx storage.Tx, st *groupState) (*wire.Event, []string, error)) error {
 	var woken []deviceAddr
+	var dests []string
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
-		woken = nil
+		woken, dests = nil, nil
 		st, err := s.loadGroup(tx, id, c.UserID)
 		if err != nil {
 			return err
@@ -189,13 +253,14 @@ func (s *Server) groupOp(ctx context.Context, c Caller, id string,
 			return err
 		}
 		ev.Actor = c.UserID
-		woken, _, err = s.groupEvent(tx, id, *ev, extra...)
+		woken, dests, err = s.groupEvent(tx, id, *ev, extra...)
 		return err
 	})
 	if err != nil {
 		return internal(ctx, err)
 	}
 	s.wake(woken)
+	s.wakeOutbox(dests)
 	return nil
 }
 
@@ -205,7 +270,7 @@ func (s *Server) CreateGroup(ctx context.Context, c Caller, req wire.CreateGroup
 	if err := checkMeta(req.GroupMeta); err != nil {
 		return wire.Group{}, err
 	}
-	users, err := s.groupUsers(req.Members)
+	users, err := s.groupUsers(ctx, req.Members)
 	if err != nil {
 		return wire.Group{}, err
 	}
@@ -215,11 +280,10 @@ func (s *Server) CreateGroup(ctx context.Context, c Caller, req wire.CreateGroup
 	}
 	id := newGroupID()
 	var woken []deviceAddr
+	var dests []string
 	err = s.store.Write(ctx, func(tx storage.Tx) error {
 		for _, u := range users {
-			if _, err := tx.Account(u); notFound(err) {
-				return refuse(wire.CodeUnknownUser, "%s does not exist", u)
-			} else if err != nil {
+			if err := s.userExists(tx, u); err != nil {
 				return err
 			}
 		}
@@ -246,13 +310,14 @@ func (s *Server) CreateGroup(ctx context.Context, c Caller, req wire.CreateGroup
 			members = append(members, wire.Member{User: u, Role: role})
 		}
 		meta := req.GroupMeta
-		woken, _, err = s.groupEvent(tx, id, wire.Event{Action: wire.GroupCreated, Actor: c.UserID, Meta: &meta, Members: members})
+		woken, dests, err = s.groupEvent(tx, id, wire.Event{Action: wire.GroupCreated, Actor: c.UserID, Meta: &meta, Members: members})
 		return err
 	})
 	if err != nil {
 		return wire.Group{}, internal(ctx, err)
 	}
 	s.wake(woken)
+	s.wakeOutbox(dests)
 	s.log.InfoContext(ctx, "group created", "group", id, "owner", c.UserID, "members", len(users)+1)
 	return s.GetGroup(ctx, c, id)
 }
@@ -316,7 +381,14 @@ func (s *Server) Invite(ctx context.Context, c Caller, id string, raw []string) 
 }
 
 func (s *Server) addUsers(ctx context.Context, c Caller, id string, raw []string, state string) error {
-	users, err := s.groupUsers(raw)
+	if hub, err := s.remoteHub(ctx, id); err != nil || hub != "" {
+		op := wire.OpAdd
+		if state == storage.MemberInvited {
+			op = wire.OpInvite
+		}
+		return s.proxied(ctx, hub, id, err, wire.GroupOp{Op: op, Actor: c.UserID, Users: raw})
+	}
+	users, err := s.groupUsers(ctx, raw)
 	if err != nil {
 		return err
 	}
@@ -343,9 +415,7 @@ func (s *Server) addUsers(ctx context.Context, c Caller, id string, raw []string
 				}
 				// Adding an invitee makes them a member; that is fine.
 			}
-			if _, err := tx.Account(u); notFound(err) {
-				return nil, nil, refuse(wire.CodeUnknownUser, "%s does not exist", u)
-			} else if err != nil {
+			if err := s.userExists(tx, u); err != nil {
 				return nil, nil, err
 			}
 			if err := tx.PutGroupMember(storage.GroupMember{GroupID: id, UserID: u, Role: wire.RoleMember,
@@ -376,6 +446,13 @@ func (s *Server) Decline(ctx context.Context, c Caller, id string) error {
 }
 
 func (s *Server) answerInvite(ctx context.Context, c Caller, id string, accept bool) error {
+	if hub, err := s.remoteHub(ctx, id); err != nil || hub != "" {
+		op := wire.OpDecline
+		if accept {
+			op = wire.OpJoin
+		}
+		return s.proxied(ctx, hub, id, err, wire.GroupOp{Op: op, Actor: c.UserID})
+	}
 	return s.groupOp(ctx, c, id, func(tx storage.Tx, st *groupState) (*wire.Event, []string, error) {
 		if st.caller.State != storage.MemberInvited {
 			if st.caller.State == storage.MemberJoined {
@@ -411,7 +488,10 @@ func (s *Server) answerInvite(ctx context.Context, c Caller, id string, accept b
 // member gets the event and nothing sent after it; the group's removal
 // sequence number moves, telling senders to rotate their sender keys.
 func (s *Server) RemoveMember(ctx context.Context, c Caller, id, rawUser string) error {
-	user, err := s.localUser("user", rawUser)
+	if hub, err := s.remoteHub(ctx, id); err != nil || hub != "" {
+		return s.proxied(ctx, hub, id, err, wire.GroupOp{Op: wire.OpRemove, Actor: c.UserID, User: rawUser})
+	}
+	user, err := s.groupUser("user", rawUser)
 	if err != nil {
 		return err
 	}
@@ -461,7 +541,10 @@ func (s *Server) RemoveMember(ctx context.Context, c Caller, id, rawUser string)
 // Only the owner changes another admin's role; ownership moves only by
 // TransferOwner.
 func (s *Server) SetRole(ctx context.Context, c Caller, id, rawUser, role string) error {
-	user, err := s.localUser("user", rawUser)
+	if hub, err := s.remoteHub(ctx, id); err != nil || hub != "" {
+		return s.proxied(ctx, hub, id, err, wire.GroupOp{Op: wire.OpRole, Actor: c.UserID, User: rawUser, Role: role})
+	}
+	user, err := s.groupUser("user", rawUser)
 	if err != nil {
 		return err
 	}
@@ -496,7 +579,10 @@ func (s *Server) SetRole(ctx context.Context, c Caller, id, rawUser, role string
 // TransferOwner (owner) hands ownership to a member; the old owner
 // becomes an admin.
 func (s *Server) TransferOwner(ctx context.Context, c Caller, id, rawUser string) error {
-	user, err := s.localUser("user", rawUser)
+	if hub, err := s.remoteHub(ctx, id); err != nil || hub != "" {
+		return s.proxied(ctx, hub, id, err, wire.GroupOp{Op: wire.OpOwner, Actor: c.UserID, User: rawUser})
+	}
+	user, err := s.groupUser("user", rawUser)
 	if err != nil {
 		return err
 	}
@@ -531,6 +617,9 @@ func (s *Server) UpdateGroupMeta(ctx context.Context, c Caller, id string, meta 
 	if err := checkMeta(meta); err != nil {
 		return err
 	}
+	if hub, err := s.remoteHub(ctx, id); err != nil || hub != "" {
+		return s.proxied(ctx, hub, id, err, wire.GroupOp{Op: wire.OpMetadata, Actor: c.UserID, Meta: &meta})
+	}
 	return s.groupOp(ctx, c, id, func(tx storage.Tx, st *groupState) (*wire.Event, []string, error) {
 		if err := requireAdmin(st); err != nil {
 			return nil, nil, err
@@ -547,7 +636,11 @@ func (s *Server) UpdateGroupMeta(ctx context.Context, c Caller, id string, meta 
 // DeleteGroup (owner) ends the group: every member gets a "deleted" event
 // (the last in its sequence); messages already queued stay deliverable.
 func (s *Server) DeleteGroup(ctx context.Context, c Caller, id string) error {
+	if hub, err := s.remoteHub(ctx, id); err != nil || hub != "" {
+		return s.proxied(ctx, hub, id, err, wire.GroupOp{Op: wire.OpDelete, Actor: c.UserID})
+	}
 	var woken []deviceAddr
+	var dests []string
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
 		st, err := s.loadGroup(tx, id, c.UserID)
 		if err != nil {
@@ -565,7 +658,7 @@ func (s *Server) DeleteGroup(ctx context.Context, c Caller, id string) error {
 				invited = append(invited, m.UserID)
 			}
 		}
-		woken, _, err = s.groupEvent(tx, id, wire.Event{Action: wire.GroupDeleted, Actor: c.UserID}, invited...)
+		woken, dests, err = s.groupEvent(tx, id, wire.Event{Action: wire.GroupDeleted, Actor: c.UserID}, invited...)
 		if err != nil {
 			return err
 		}
@@ -575,12 +668,26 @@ func (s *Server) DeleteGroup(ctx context.Context, c Caller, id string) error {
 		return internal(ctx, err)
 	}
 	s.wake(woken)
+	s.wakeOutbox(dests)
 	return nil
 }
 
 // GroupDevices lists every device with keys of every member: the devices a
 // group message is encrypted to.
 func (s *Server) GroupDevices(ctx context.Context, c Caller, id string) (wire.GroupDevices, error) {
+	if hub, err := s.remoteHub(ctx, id); err != nil {
+		return wire.GroupDevices{}, err
+	} else if hub != "" {
+		d, err := s.fed.Remote.GroupDevices(ctx, hub, id, c.UserID)
+		if err != nil {
+			var we *wire.Error
+			if asWire(err, &we) {
+				return wire.GroupDevices{}, &Error{Code: we.Code, Message: we.Message}
+			}
+			return wire.GroupDevices{}, remoteError(hub, err)
+		}
+		return d, nil
+	}
 	var out wire.GroupDevices
 	err := s.store.Read(ctx, func(tx storage.Tx) error {
 		st, err := s.loadGroup(tx, id, c.UserID)
@@ -608,6 +715,20 @@ func (s *Server) GroupDevices(ctx context.Context, c Caller, id string) (wire.Gr
 // sendGroup sequences a group message: only joined members send, and the
 // ciphertexts must cover every member device but the sending one.
 func (s *Server) sendGroup(ctx context.Context, c Caller, req wire.SendRequest) (wire.SendResult, error) {
+	if hub, err := s.remoteHub(ctx, req.To); err != nil {
+		return wire.SendResult{}, err
+	} else if hub != "" {
+		// A member server checks membership in its mirror; the hub checks
+		// everything again, devices included, and answers with a sent or
+		// error event.
+		return s.forwardSend(ctx, c, req, req.To, hub, func(tx storage.Tx) error {
+			if m, err := tx.GroupMember(req.To, c.UserID); notFound(err) || (err == nil && m.State != storage.MemberJoined) {
+				return refuse(wire.CodeNotMember, "you are not a member of %s", req.To)
+			} else {
+				return err
+			}
+		})
+	}
 	return s.store1(ctx, c, req, req.To, func(tx storage.Tx) error {
 		m, err := tx.GroupMember(req.To, c.UserID)
 		if notFound(err) || (err == nil && m.State != storage.MemberJoined) {

@@ -299,3 +299,88 @@ func TestFederationForgery(t *testing.T) {
 	}
 	_ = alice
 }
+
+// A group whose hub is a.test with members on three homeservers: events
+// and messages reach every member server in one order, a remote member's
+// send and operations go through the hub, a shared ciphertext travels
+// once per server, and a removed member gets nothing more.
+func TestFederatedGroup(t *testing.T) {
+	zone := testdns.Start(t)
+	a := startFederated(t, zone, "a.test", "", nil)
+	b := startFederated(t, zone, "b.test", "", nil)
+	c := startFederated(t, zone, "c.test", "", nil)
+	alice := a.register("alice", 20)
+	alice2 := a.login("alice", 20)
+	bob := b.register("bob", 20)
+	carol := c.register("carol", 20)
+	carol2 := c.login("carol", 20)
+
+	g := alice.createGroup("three servers", "bob@b.test", "carol@c.test")
+	path := "/v1/groups/" + g.ID
+	// b.test mirrors the group from the hub's events.
+	var mirror wire.Group
+	eventually(t, "b.test to mirror the group", func() bool {
+		st, _ := b.call("GET", path, bob.token(), nil, &mirror)
+		return st == 200 && len(mirror.Members) == 3
+	})
+	if mirror.Hub != "a.test" || mirror.Name != "three servers" {
+		t.Fatalf("b.test's mirror: %+v", mirror)
+	}
+
+	// alice (on the hub) sends one shared ciphertext to everybody.
+	everyone := []wire.DeviceAddress{alice2.addr(), bob.addr(), carol.addr(), carol2.addr()}
+	a.must("POST", "/v1/messages", alice.token(), groupSend("a1", g.ID, everyone), nil)
+
+	// bob (on b.test) sends through his own server, which forwards to the hub.
+	var devs wire.GroupDevices
+	b.must("GET", path+"/devices", bob.token(), nil, &devs)
+	if len(devs.Devices) != 5 {
+		t.Fatalf("group devices through b.test: %+v", devs)
+	}
+	var res wire.SendResult
+	b.must("POST", "/v1/messages", bob.token(), groupSend("b1", g.ID,
+		[]wire.DeviceAddress{alice.addr(), alice2.addr(), carol.addr(), carol2.addr()}), &res)
+	if res.Status != wire.SendAccepted {
+		t.Fatalf("bob's group send: %+v", res)
+	}
+	waitInbox(t, bob, "bob's sent event", func(evs []wire.Event) bool { return len(byType(evs, wire.EventSent)) == 1 })
+
+	// alice removes carol; carol's server delivers the removal and nothing after.
+	a.must("DELETE", path+"/members/carol@c.test", alice.token(), nil, nil)
+	a.must("POST", "/v1/messages", alice.token(), groupSend("a2", g.ID, []wire.DeviceAddress{alice2.addr(), bob.addr()}), nil)
+	_, _, e := alice.send("a3", g.ID, alice2.addr(), bob.addr(), carol.addr())
+	if e.Code != wire.CodeStaleDevices {
+		t.Fatalf("send to a removed remote member: %+v", e)
+	}
+	// bob leaves, through b.test, which asks the hub.
+	b.must("DELETE", path+"/members/bob@b.test", bob.token(), nil, nil)
+
+	want := map[*device]string{
+		alice:  "1:created 3:msg:bob@b.test 4:removed 6:left",
+		alice2: "1:created 2:msg:alice@a.test 3:msg:bob@b.test 4:removed 5:msg:alice@a.test 6:left",
+		bob:    "1:created 2:msg:alice@a.test 4:removed 5:msg:alice@a.test 6:left",
+		carol:  "1:created 2:msg:alice@a.test 3:msg:bob@b.test 4:removed",
+		carol2: "1:created 2:msg:alice@a.test 3:msg:bob@b.test 4:removed",
+	}
+	for d, w := range want {
+		var got string
+		deadline := time.Now().Add(10 * time.Second)
+		for got != w && time.Now().Before(deadline) {
+			got = timeline(d.inbox(), g.ID)
+			if got != w {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if got != w {
+			t.Errorf("%s/%d sees %q, want %q", d.session.UserID, d.session.DeviceID, got, w)
+		}
+	}
+	// The shared ciphertext arrived intact on the other servers.
+	for _, ev := range carol2.inbox() {
+		if ev.Type == wire.EventMessage && ev.Seq == 2 && string(ev.Body) != "sender-key ciphertext a1" {
+			t.Fatalf("carol2's copy of the shared message: %q", ev.Body)
+		}
+	}
+	// A removed member's server refuses her send locally; the hub would too.
+	c.refused(403, wire.CodeNotMember, "POST", "/v1/messages", carol.token(), groupSend("c1", g.ID, []wire.DeviceAddress{alice.addr()}))
+}

@@ -216,16 +216,26 @@ func (n *Node) Sockets() int { return n.api.Sockets() }
 // (clients reconnect elsewhere and read their inboxes), finish in-flight
 // requests within ctx, then flush and close storage.
 func (n *Node) Close(ctx context.Context) error {
-	err := n.srv.Shutdown(ctx)
+	err := shutdown(ctx, n.srv)
 	if n.fedSrv != nil {
-		err = errors.Join(err, n.fedSrv.Shutdown(ctx))
+		err = errors.Join(err, shutdown(ctx, n.fedSrv))
 	}
 	n.cancel()
 	n.wg.Wait()
-	if errors.Is(err, context.DeadlineExceeded) {
-		n.srv.Close()
-	}
 	return errors.Join(err, n.store.Close())
+}
+
+// shutdown stops srv gracefully, but not for long: net/http counts a
+// connection that never sent a request as busy for 5 s, and requests here
+// are short. Sockets are hijacked and closed by the API itself.
+func shutdown(ctx context.Context, srv *http.Server) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
+		return srv.Close()
+	} else {
+		return err
+	}
 }
 
 // NewLogger builds the process logger from the config.

@@ -24,6 +24,7 @@ const (
 	FedForwardResult = "forward_result" // hub -> participant: the outcome of a forward (seq, or an error)
 	FedReceipt       = "receipt"        // a delivered/read receipt for a user of the destination
 	FedDeviceList    = "device_list"    // a user of the origin changed devices
+	FedGroupEvent    = "group_event"    // hub -> member servers: a group event for Users' devices
 )
 
 // FedItem is one queued item. Which fields are set depends on Kind.
@@ -57,6 +58,39 @@ type FedItem struct {
 	StreamPos uint64       `json:"stream_pos,omitempty"`
 	PrevPos   uint64       `json:"prev_pos,omitempty"`
 	Devices   []DeviceKeys `json:"devices,omitempty"`
+
+	// group_event: Event is the event as devices receive it (without id),
+	// for the destination's Users; Members, Invited and Meta are the whole
+	// group after it, which member servers mirror.
+	Event   *Event     `json:"event,omitempty"`
+	Users   []string   `json:"users,omitempty"`
+	Members []Member   `json:"members,omitempty"`
+	Invited []Member   `json:"invited,omitempty"`
+	Meta    *GroupMeta `json:"meta,omitempty"`
+}
+
+// Group operations a member server asks the group's hub to perform for one
+// of its users (POST /v1/federation/groups/{id}/op).
+const (
+	OpAdd      = "add"
+	OpInvite   = "invite"
+	OpJoin     = "join"
+	OpDecline  = "decline"
+	OpRemove   = "remove" // User; the actor itself: leave
+	OpRole     = "role"
+	OpOwner    = "owner"
+	OpMetadata = "metadata"
+	OpDelete   = "delete"
+)
+
+// GroupOp is one group operation by Actor, a user of the origin server.
+type GroupOp struct {
+	Op    string     `json:"op"`
+	Actor string     `json:"actor"`
+	Users []string   `json:"users,omitempty"`
+	User  string     `json:"user,omitempty"`
+	Role  string     `json:"role,omitempty"`
+	Meta  *GroupMeta `json:"meta,omitempty"`
 }
 
 // TransactionResult answers a transaction.
