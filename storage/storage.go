@@ -123,7 +123,8 @@ type Tx interface {
 	DeleteGroupMember(groupID, userID string) error
 	// UserGroups lists the groups userID is a member of or invited to.
 	UserGroups(userID string) ([]UserGroup, error)
-	// GroupDevices lists every device with keys of every joined member.
+	// GroupDevices lists every device with keys of every joined member,
+	// remote members' from the cached remote device lists.
 	GroupDevices(groupID string) ([]GroupDevice, error)
 	// AddConversationMember and RemoveConversationMember keep a group's
 	// conversation members (its joined members) in step.

@@ -86,10 +86,16 @@ func (t *Tx) UserGroups(userID string) ([]storage.UserGroup, error) {
 }
 
 func (t *Tx) GroupDevices(groupID string) ([]storage.GroupDevice, error) {
+	// Local members' devices, and remote members' as last learnt from
+	// their homeservers.
 	rows, err := t.query(`SELECT d.user_id, d.device_id, d.identity_key FROM group_members m
 		JOIN devices d ON d.user_id = m.user_id
 		WHERE m.group_id = ? AND m.state = 'joined' AND d.identity_key IS NOT NULL
-		ORDER BY d.user_id, d.device_id`, groupID)
+		UNION ALL
+		SELECT r.user_id, r.device_id, r.identity_key FROM group_members m
+		JOIN remote_devices r ON r.user_id = m.user_id
+		WHERE m.group_id = ? AND m.state = 'joined'
+		ORDER BY 1, 2`, groupID, groupID)
 	if err != nil {
 		return nil, err
 	}
