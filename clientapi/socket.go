@@ -48,7 +48,7 @@ func (a *API) socket(c echo.Context) error {
 	}
 	s := &session{api: a, conn: conn, caller: caller}
 	a.hub.add(s)
-	if n, err := a.hs.PreKeyCount(c.Request().Context(), caller); err == nil && n < wire.PreKeyLowThreshold {
+	if n, low, err := a.hs.PreKeysLow(c.Request().Context(), caller); err == nil && low {
 		s.queue(wire.Event{Type: wire.EventPreKeysLow, Count: n})
 	}
 	go s.readLoop()

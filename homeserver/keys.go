@@ -138,6 +138,24 @@ func (s *Server) PreKeyCount(ctx context.Context, c Caller) (int, error) {
 	return n, internal(ctx, err)
 }
 
+// PreKeysLow reports whether a device with keys holds fewer one-time
+// prekeys than wire.PreKeyLowThreshold, and how many. A device that never
+// uploaded keys is not "low": it has to make its first upload anyway.
+func (s *Server) PreKeysLow(ctx context.Context, c Caller) (int, bool, error) {
+	var n int
+	var keyed bool
+	err := s.store.Read(ctx, func(tx storage.Tx) error {
+		d, err := tx.Device(c.UserID, c.DeviceID)
+		if err != nil {
+			return err
+		}
+		keyed = d.HasKeys()
+		n, err = tx.CountPreKeys(c.UserID, c.DeviceID)
+		return err
+	})
+	return n, keyed && n < wire.PreKeyLowThreshold, internal(ctx, err)
+}
+
 // UserDevices lists the devices of a user that have keys, with their
 // identity keys. It claims nothing.
 func (s *Server) UserDevices(ctx context.Context, rawUser string) (wire.UserDevices, error) {

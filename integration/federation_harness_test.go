@@ -47,7 +47,7 @@ func startFederated(t *testing.T, zone *testdns.Zone, domain, dir string, extra 
 
 func (f *fedServer) publish() {
 	u := f.node.FederationURL()
-	f.addr = strings.TrimPrefix(u, "http://")
+	f.addr = strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")
 	port, _ := strconv.Atoi(u[strings.LastIndex(u, ":")+1:])
 	f.zone.Publish(f.domain, port)
 }
