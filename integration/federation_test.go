@@ -384,3 +384,41 @@ func TestFederatedGroup(t *testing.T) {
 	// A removed member's server refuses her send locally; the hub would too.
 	c.refused(403, wire.CodeNotMember, "POST", "/v1/messages", carol.token(), groupSend("c1", g.ID, []wire.DeviceAddress{alice.addr()}))
 }
+
+// Device-list changes cross servers through the durable queue: a new
+// device of bob's reaches a.test as a notice, alice's device is told, and a
+// send that misses the new device is refused as stale until it includes it.
+func TestFederatedDeviceListChanges(t *testing.T) {
+	zone := testdns.Start(t)
+	a := startFederated(t, zone, "a.test", "", nil)
+	b := startFederated(t, zone, "b.test", "", nil)
+	alice := a.register("alice", 20)
+	bob := b.register("bob", 20)
+	a.must("POST", "/v1/messages", alice.token(), alice.encryptFor("d1", "bob@b.test", "one", bob), nil)
+	waitInbox(t, bob, "the first message", countMessages(1))
+
+	bob2 := b.login("bob", 20) // a new device: announced to a.test
+	waitInbox(t, alice, "a device_list event about bob", func(evs []wire.Event) bool {
+		for _, e := range byType(evs, wire.EventDeviceList) {
+			if e.User == "bob@b.test" {
+				return true
+			}
+		}
+		return false
+	})
+	_, _, e := alice.send("d2", "bob@b.test", bob.addr())
+	if e.Code != wire.CodeStaleDevices || fmt.Sprint(e.Missing) != fmt.Sprint([]wire.DeviceAddress{bob2.addr()}) {
+		t.Fatalf("send without bob's new device: %+v", e)
+	}
+	a.must("POST", "/v1/messages", alice.token(), alice.encryptFor("d2", "bob@b.test", "two", bob, bob2), nil)
+	msgs := byType(waitInbox(t, bob2, "the message on the new device", countMessages(1)), wire.EventMessage)
+	if bob2.decrypt(msgs[0]) != "two" {
+		t.Fatalf("bob2 got %+v", msgs[0])
+	}
+	// And a removal the other way round.
+	b.must("DELETE", "/v1/devices/2", bob.token(), wire.RemoveDeviceRequest{Password: "correct horse"}, nil)
+	eventually(t, "a.test to learn of the removal", func() bool {
+		_, _, e := alice.send("d3", "bob@b.test", bob.addr())
+		return e.Code == ""
+	})
+}
