@@ -66,52 +66,77 @@ func (s *Store) writer() {
 	}
 }
 
+// commit runs a batch in one transaction. It first runs every request
+// straight, without savepoints (two statements saved per request): if all
+// succeed, one commit answers them all. If any fails, the transaction is
+// rolled back and the batch run again with a savepoint per request, so the
+// failed one is undone alone. Running a request twice is allowed: Write's
+// contract says fn has no effects outside the transaction.
 func (s *Store) commit(batch []*writeReq) {
-	results := make([]error, len(batch))
-	ctx := context.Background()
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		for _, r := range batch {
-			r.done <- fmt.Errorf("sqlite: begin: %w", err)
-		}
-		return
+	results, ok := s.run(batch, false)
+	if !ok {
+		results, _ = s.run(batch, true)
 	}
-	for i, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			results[i] = err
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
-			results[i] = err
-			continue
-		}
-		err := runFn(r, sqlstore.NewTx(ctx, tx, dialect{}))
-		if err != nil {
-			if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
-				// The transaction is unusable: fail the whole batch.
-				tx.Rollback()
-				for _, r := range batch {
-					r.done <- fmt.Errorf("sqlite: rollback to savepoint: %w (after %w)", rbErr, err)
-				}
-				return
-			}
-		}
-		if _, relErr := tx.ExecContext(ctx, `RELEASE w`); relErr != nil && err == nil {
-			err = relErr
-		}
-		results[i] = err
-	}
-	if err := tx.Commit(); err != nil {
-		for _, r := range batch {
-			r.done <- fmt.Errorf("sqlite: commit: %w", err)
-		}
-		return
+	if results == nil {
+		return // answered already: the transaction failed as a whole
 	}
 	s.commits.Add(1)
 	s.writeCount.Add(int64(len(batch)))
 	for i, r := range batch {
 		r.done <- results[i]
 	}
+}
+
+// run executes batch in one transaction. Without savepoints it gives up
+// (ok false, transaction rolled back) at the first request that fails;
+// with them it records each request's own result and commits. A failure
+// of the transaction itself is reported to every request (results nil).
+func (s *Store) run(batch []*writeReq, savepoints bool) (results []error, ok bool) {
+	ctx := context.Background()
+	fail := func(err error) ([]error, bool) {
+		for _, r := range batch {
+			r.done <- err
+		}
+		return nil, true
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fail(fmt.Errorf("sqlite: begin: %w", err))
+	}
+	results = make([]error, len(batch))
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			results[i] = err
+			continue
+		}
+		if !savepoints {
+			if err := runFn(r, sqlstore.NewTx(ctx, tx, dialect{})); err != nil {
+				tx.Rollback()
+				return nil, false
+			}
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+			tx.Rollback()
+			return fail(fmt.Errorf("sqlite: savepoint: %w", err))
+		}
+		err := runFn(r, sqlstore.NewTx(ctx, tx, dialect{}))
+		if err != nil {
+			if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
+				tx.Rollback()
+				return fail(fmt.Errorf("sqlite: rollback to savepoint: %w (after %w)", rbErr, err))
+			}
+		}
+		if _, relErr := tx.ExecContext(ctx, `RELEASE w`); relErr != nil {
+			tx.Rollback()
+			return fail(fmt.Errorf("sqlite: release savepoint: %w", relErr))
+		}
+		results[i] = err
+	}
+	if err := tx.Commit(); err != nil {
+		return fail(fmt.Errorf("sqlite: commit: %w", err))
+	}
+	return results, true
 }
 
 // runFn runs one request, turning a panic into an error so that one bad
