@@ -193,7 +193,7 @@ func (s *Server) sendDirectRemote(ctx context.Context, c Caller, req wire.SendRe
 		return s.ensureDirect(tx, convID, hub, c.UserID, to)
 	}
 	if hub == s.opts.Domain {
-		return s.store1(ctx, c, req, convID, check)
+		return s.store1(ctx, c, req, convID, check, nil)
 	}
 
 	return s.forwardSend(ctx, c, req, convID, hub, check)

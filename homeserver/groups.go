@@ -749,5 +749,5 @@ func (s *Server) sendGroup(ctx context.Context, c Caller, req wire.SendRequest) 
 		}
 		delete(want, deviceAddr{User: c.UserID, Device: c.DeviceID})
 		return checkCoverage(want, req)
-	})
+	}, nil)
 }

@@ -38,43 +38,42 @@ func (s *Server) Send(ctx context.Context, c Caller, req wire.SendRequest) (wire
 		return s.sendDirectRemote(ctx, c, req, to)
 	}
 	convID := DirectConversationID(c.UserID, to)
+	// The common path costs two device queries: an account's existence is
+	// only asked when it has no device with keys, and the conversation is
+	// only created when sequencing finds none (sequence's create).
 	return s.store1(ctx, c, req, convID, func(tx storage.Tx) error {
-		if _, err := tx.Account(to); notFound(err) {
-			return refuse(wire.CodeUnknownUser, "%s does not exist", to)
-		} else if err != nil {
-			return err
-		}
 		want := deviceSet{}
 		for _, u := range []string{to, c.UserID} {
 			devs, err := tx.KeyedDevices(u)
 			if err != nil {
 				return err
 			}
+			if len(devs) == 0 && u == to {
+				if _, err := tx.Account(to); notFound(err) {
+					return refuse(wire.CodeUnknownUser, "%s does not exist", to)
+				} else if err != nil {
+					return err
+				}
+			}
 			for _, d := range devs {
 				want[deviceAddr{User: u, Device: d}] = struct{}{}
 			}
 		}
 		delete(want, deviceAddr{User: c.UserID, Device: c.DeviceID})
-		if err := checkCoverage(want, req); err != nil {
-			return err
-		}
-		if _, err := tx.Conversation(convID); notFound(err) {
-			return tx.InsertConversation(storage.Conversation{ID: convID, Kind: storage.KindDirect,
-				Hub: s.opts.Domain, CreatedAt: s.now()}, []string{c.UserID, to})
-		} else {
-			return err
-		}
+		return checkCoverage(want, req)
+	}, func(tx storage.Tx) error {
+		return s.ensureDirect(tx, convID, s.opts.Domain, c.UserID, to)
 	})
 }
 
 // store1 is the part of a send common to every conversation: inside one
 // Write it answers a retried client id, runs check (authorization, device
 // coverage, creating the conversation), then sequences the message.
-func (s *Server) store1(ctx context.Context, c Caller, req wire.SendRequest, convID string, check func(storage.Tx) error) (wire.SendResult, error) {
+func (s *Server) store1(ctx context.Context, c Caller, req wire.SendRequest, convID string, check, create func(storage.Tx) error) (wire.SendResult, error) {
 	// Everything that does not need the database is prepared here, outside
 	// the writer: JSON and base64 of the ciphertexts cost more than the SQL.
 	p := s.prepare(outgoing{conv: convID, sender: c.UserID, senderDevice: c.DeviceID, clientID: req.ClientID,
-		envelopes: req.Envelopes, shared: req.Shared, sentAt: s.now()})
+		envelopes: req.Envelopes, shared: req.Shared, sentAt: s.now(), create: create})
 	var res wire.SendResult
 	var woken []deviceAddr
 	var dests []string
@@ -116,6 +115,9 @@ type outgoing struct {
 	envelopes    []wire.Envelope
 	shared       *wire.Shared
 	sentAt       time.Time
+	// create makes the conversation's record when sequencing finds none
+	// (nil: it must exist).
+	create func(storage.Tx) error
 }
 
 // prepared is an outgoing message with its events encoded (without seq).
@@ -153,6 +155,12 @@ func (s *Server) prepare(o outgoing) prepared {
 // once). It returns the local devices and the destinations to wake.
 func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []deviceAddr, []string, error) {
 	seq, err := tx.NextSeq(p.conv)
+	if notFound(err) && p.create != nil {
+		if err := p.create(tx); err != nil {
+			return 0, nil, nil, err
+		}
+		seq, err = tx.NextSeq(p.conv)
+	}
 	if err != nil {
 		return 0, nil, nil, err
 	}
