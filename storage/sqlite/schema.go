@@ -146,4 +146,7 @@ CREATE TABLE forwards (
 );
 ALTER TABLE accounts ADD COLUMN device_stream INTEGER NOT NULL DEFAULT 0;
 `},
+	{4, "covering index for the devices a sender encrypts to", `
+CREATE INDEX devices_keyed ON devices (user_id, device_id, identity_key) WHERE identity_key IS NOT NULL;
+`},
 }
