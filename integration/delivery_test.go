@@ -119,7 +119,7 @@ func TestIdempotentRetry(t *testing.T) {
 	_, first, _ := alice.send("same-id", "bob@localhost", bob.addr())
 	_, second, e := alice.send("same-id", "bob@localhost", bob.addr())
 	if e.Code != "" || first != second {
-		t.Fatalf("retry: %+v vs %+v (%+v)", first, second, e)
+		t.Fatalf("retry: %+v vs %+v (%+v)\n%s", first, second, e, s.logs.String())
 	}
 	if n := len(messages(bob.inbox())); n != 1 {
 		t.Fatalf("bob has %d messages after a retry, want 1", n)
