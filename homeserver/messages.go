@@ -347,7 +347,7 @@ func (s *Server) Inbox(ctx context.Context, c Caller, after int64, limit int) ([
 	}
 	var entries []storage.InboxEntry
 	err := s.store.Read(ctx, func(tx storage.Tx) (err error) {
-		entries, err = tx.Inbox(c.UserID, c.DeviceID, after, limit+1)
+		entries, err = tx.InboxEvents(c.UserID, c.DeviceID, after, limit+1)
 		return err
 	})
 	if err != nil {

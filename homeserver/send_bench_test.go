@@ -117,3 +117,65 @@ func BenchmarkGroupFanout(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInboxRead reads a device's pending events, encoded for the
+// wire, 256 at a time (what a socket does on every wake-up).
+func BenchmarkInboxRead(b *testing.B) {
+	hs, cs := benchServer(b, 2)
+	ctx := context.Background()
+	body := make([]byte, 200)
+	for i := range 1000 {
+		_, err := hs.Send(ctx, cs[0], wire.SendRequest{ClientID: fmt.Sprint(i), To: cs[1].UserID,
+			Envelopes: []wire.Envelope{{User: cs[1].UserID, Device: cs[1].DeviceID, Type: wire.CiphertextWhisper, Body: body}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		evs, _, err := hs.Inbox(ctx, cs[1], 0, 256)
+		if err != nil || len(evs) != 256 {
+			b.Fatal(len(evs), err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/256, "ns/event")
+}
+
+// BenchmarkClaim claims one bundle with a one-time prekey (a write: the
+// prekey is taken for this claim alone).
+func BenchmarkClaim(b *testing.B) {
+	hs, cs := benchServer(b, 2)
+	ctx := context.Background()
+	keys, err := e2ee.OpenStore(filepath.Join(b.TempDir(), "k2.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer keys.Close()
+	if err := keys.CreateIdentity(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if i%wire.MaxPreKeysPerUpload == 0 { // keep the device stocked, outside the timing
+			b.StopTimer()
+			up, err := keys.KeyUpload(ctx, i == 0, wire.MaxPreKeysPerUpload)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if i == 0 {
+				up.IdentityKey, up.RegistrationID = nil, 0 // the device keeps its identity
+				up.SignedPreKey = nil
+			}
+			if _, err := hs.UploadKeys(ctx, cs[1], up); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		bs, err := hs.Claim(ctx, cs[0], wire.ClaimRequest{User: cs[1].UserID})
+		if err != nil || len(bs) != 1 || bs[0].PreKey == nil {
+			b.Fatal(bs, err)
+		}
+	}
+}

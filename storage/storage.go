@@ -86,6 +86,9 @@ type Tx interface {
 	InsertInbox(entries []InboxEntry) error
 	// Inbox returns up to limit entries of one device with ID > after, in ID order.
 	Inbox(userID string, deviceID uint32, after int64, limit int) ([]InboxEntry, error)
+	// InboxEvents is Inbox for serving: only ID, Payload and SharedBody are
+	// read, which is what a socket sends.
+	InboxEvents(userID string, deviceID uint32, after int64, limit int) ([]InboxEntry, error)
 	// DeleteInbox deletes the listed entries of one device and returns the
 	// deleted ones (unknown ids are skipped).
 	DeleteInbox(userID string, deviceID uint32, ids []int64) ([]InboxEntry, error)

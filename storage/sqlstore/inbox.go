@@ -92,6 +92,18 @@ func (t *Tx) Inbox(userID string, deviceID uint32, after int64, limit int) ([]st
 	})
 }
 
+func (t *Tx) InboxEvents(userID string, deviceID uint32, after int64, limit int) ([]storage.InboxEntry, error) {
+	rows, err := t.query(`SELECT i.id, i.payload, m.body FROM inbox i LEFT JOIN messages m ON m.id = i.message_id
+		WHERE i.user_id = ? AND i.device_id = ? AND i.id > ? ORDER BY i.id LIMIT ?`, userID, deviceID, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r interface{ Scan(...any) error }) (storage.InboxEntry, error) {
+		var e storage.InboxEntry
+		return e, r.Scan(&e.ID, &e.Payload, &e.SharedBody)
+	})
+}
+
 func (t *Tx) DeleteInboxKind(userID string, deviceID uint32, kind, conversationID string) error {
 	_, err := t.exec(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND kind = ? AND conversation = ?`,
 		userID, deviceID, kind, conversationID)
