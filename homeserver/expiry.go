@@ -38,8 +38,11 @@ func (s *Server) Expire(ctx context.Context, now time.Time) (int, error) {
 				if _, err := tx.ExpireOutbox(now); err != nil {
 					return err
 				}
-				// Transaction ids are remembered as long as their items could
-				// still be retried.
+				// Transaction ids and forwarded client ids are remembered as
+				// long as their items could still be retried.
+				if err := tx.DeleteForwardsBefore(now.Add(-s.opts.Retention)); err != nil {
+					return err
+				}
 				return tx.PruneInboundTxns(now.Add(-s.opts.Retention))
 			}
 			return nil

@@ -163,6 +163,8 @@ type Tx interface {
 	// if this client id was forwarded before).
 	InsertForward(f Forward) error
 	Forward(sender string, senderDevice uint32, clientID string) (Forward, error)
+	// DeleteForwardsBefore forgets forwards recorded before t.
+	DeleteForwardsBefore(t time.Time) error
 }
 
 // OutboxItem is one queued federation item (encoded wire.FedItem).

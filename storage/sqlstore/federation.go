@@ -136,6 +136,11 @@ func (t *Tx) Forward(sender string, senderDevice uint32, clientID string) (stora
 	return f, t.mapErr(err)
 }
 
+func (t *Tx) DeleteForwardsBefore(before time.Time) error {
+	_, err := t.exec(`DELETE FROM forwards WHERE created_at < ?`, ms(before))
+	return err
+}
+
 func (t *Tx) RaiseLastSeq(conversationID string, seq uint64) error {
 	_, err := t.exec(`UPDATE conversations SET last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?`,
 		seq, seq, conversationID)
