@@ -34,6 +34,7 @@ type Config struct {
 	ClientTLSCert   string   `yaml:"client_tls_cert"`
 	ClientTLSKey    string   `yaml:"client_tls_key"`
 	LogLevel        string   `yaml:"log_level"`
+	DebugListen     string   `yaml:"debug_listen"`
 
 	// Federation
 	FederationListen       string   `yaml:"federation_listen"`
@@ -119,6 +120,11 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	if c.DebugListen != "" {
+		if _, _, err := net.SplitHostPort(c.DebugListen); err != nil {
+			bad("debug_listen", "%q is not HOST:PORT", c.DebugListen)
+		}
+	}
 	if (c.ClientTLSCert == "") != (c.ClientTLSKey == "") {
 		bad("client_tls_cert", "client_tls_cert and client_tls_key go together")
 	}
@@ -193,6 +199,7 @@ func (c *Config) options() []option {
 		{"federation_allow", "comma-separated domains to federate with (empty: any)", (*listValue)(&c.FederationAllow)},
 		{"federation_deny", "comma-separated domains never to federate with", (*listValue)(&c.FederationDeny)},
 		{"log_level", "debug, info, warn or error", (*stringValue)(&c.LogLevel)},
+		{"debug_listen", "HOST:PORT serving Go's pprof profiles (keep it on loopback; empty: off)", (*stringValue)(&c.DebugListen)},
 		{"log_format", "text or json", (*stringValue)(&c.LogFormat)},
 	}
 }

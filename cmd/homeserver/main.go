@@ -8,6 +8,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -37,6 +39,20 @@ func run() int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "homeserver: %v\n", err)
 		return 1
+	}
+	if cfg.DebugListen != "" {
+		// Profiles for operators (go tool pprof http://HOST:PORT/debug/pprof/profile).
+		go func() {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			srv := &http.Server{Addr: cfg.DebugListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+			log.Info("debug listener", "url", "http://"+cfg.DebugListen+"/debug/pprof/")
+			if err := srv.ListenAndServe(); err != nil {
+				log.Error("debug listener stopped", "err", err)
+			}
+		}()
 	}
 	log.Info("parley homeserver ready", "url", node.URL(), "domain", cfg.Domain, "data", cfg.Data)
 	<-ctx.Done()
