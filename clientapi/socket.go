@@ -25,6 +25,19 @@ var upgrader = websocket.Upgrader{
 	WriteBufferSize: 4096,
 	WriteBufferPool: &sync.Pool{},
 	CheckOrigin:     sameOriginOrNone,
+	Error:           upgradeError,
+}
+
+// upgradeError answers a refused handshake with the API's error body: a
+// foreign Origin is forbidden, anything else is not a valid handshake.
+func upgradeError(w http.ResponseWriter, r *http.Request, status int, reason error) {
+	e := wire.Error{Code: wire.CodeInvalidParam, Message: "not a WebSocket handshake: " + reason.Error()}
+	if status == http.StatusForbidden {
+		e = wire.Error{Code: wire.CodeForbidden, Message: "this Origin may not open a socket here"}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(wire.HTTPStatus(e.Code))
+	json.NewEncoder(w).Encode(e)
 }
 
 // sameOriginOrNone admits non-browser clients (no Origin header) and pages

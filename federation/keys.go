@@ -448,6 +448,11 @@ type KeyCacheOptions struct {
 	// RefetchInterval is the least time between two fetches of one
 	// server's document, whatever key ids requests name. Default 1m.
 	RefetchInterval time.Duration
+	// FailedRefetchInterval replaces RefetchInterval after a fetch that
+	// failed (the origin unreachable or answering badly): an origin that
+	// was restarting when we first asked must not have all its requests
+	// refused for a whole minute. Default 5s (at most RefetchInterval).
+	FailedRefetchInterval time.Duration
 	// MaxTTL caps how long a fetched key is trusted, whatever its
 	// valid_until. Default 24h.
 	MaxTTL time.Duration
@@ -467,8 +472,9 @@ type KeyCacheOptions struct {
 // PublicKeyDocument from KeyPath at the server's discovered address,
 // verifies it, and caches its keys until their valid_until (at most
 // MaxTTL). An unknown key id makes it fetch again, at most once per
-// RefetchInterval per server, so a flood of requests naming bogus key ids
-// cannot make it hammer the origin. Safe for concurrent use.
+// RefetchInterval per server (FailedRefetchInterval after a failed
+// fetch), so a flood of requests naming bogus key ids cannot make it
+// hammer the origin. Safe for concurrent use.
 type KeyCache struct {
 	opts   KeyCacheOptions
 	sem    chan struct{}
@@ -505,6 +511,10 @@ func NewKeyCache(opts KeyCacheOptions) (*KeyCache, error) {
 	if opts.RefetchInterval <= 0 {
 		opts.RefetchInterval = time.Minute
 	}
+	if opts.FailedRefetchInterval <= 0 {
+		opts.FailedRefetchInterval = 5 * time.Second
+	}
+	opts.FailedRefetchInterval = min(opts.FailedRefetchInterval, opts.RefetchInterval)
 	if opts.MaxTTL <= 0 {
 		opts.MaxTTL = 24 * time.Hour
 	}
@@ -541,7 +551,7 @@ func (c *KeyCache) PublicKey(ctx context.Context, server, keyID string, at time.
 	}
 	c.mu.Lock()
 	sk := c.servers[server]
-	limited := sk != nil && c.opts.Now().Sub(sk.lastFetch) < c.opts.RefetchInterval
+	limited := sk != nil && c.opts.Now().Sub(sk.lastFetch) < c.interval(sk)
 	var lastErr error
 	if sk != nil {
 		lastErr = sk.lastErr
@@ -592,7 +602,7 @@ func (c *KeyCache) fetch(ctx context.Context, server string) error {
 		return ctx.Err()
 	}
 	c.mu.Lock()
-	if sk := c.servers[server]; sk != nil && c.opts.Now().Sub(sk.lastFetch) < c.opts.RefetchInterval {
+	if sk := c.servers[server]; sk != nil && c.opts.Now().Sub(sk.lastFetch) < c.interval(sk) {
 		c.mu.Unlock()
 		return sk.lastErr // someone fetched while we waited for the semaphore
 	}
@@ -620,6 +630,15 @@ func (c *KeyCache) fetch(ctx context.Context, server string) error {
 	}
 	sk.keys = keys
 	return nil
+}
+
+// interval is the least time between sk's last fetch and the next. Called
+// with c.mu held.
+func (c *KeyCache) interval(sk *serverKeys) time.Duration {
+	if sk.lastErr != nil {
+		return c.opts.FailedRefetchInterval
+	}
+	return c.opts.RefetchInterval
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -64,16 +64,42 @@ func NewAPI(hs *homeserver.Server, sender *Sender, key *SigningKey, keys KeyLook
 	return a
 }
 
+// endpoints is every federation route (a net/http pattern and its
+// handler); Handler serves them and Routes lists them.
+func (a *API) endpoints() []struct {
+	pattern string
+	h       http.Handler
+} {
+	return []struct {
+		pattern string
+		h       http.Handler
+	}{
+		{"GET " + KeyPath, KeyHandler(a.hs.Domain(), a.key, 24*time.Hour, a.now)},
+		{"PUT " + wire.FederationPrefix + "/send/{txn}", a.signed(a.send)},
+		{"GET " + wire.FederationPrefix + "/users/{user}/devices", a.signed(a.devices)},
+		{"POST " + wire.FederationPrefix + "/keys/claim", a.signed(a.claim)},
+		{"GET " + wire.FederationPrefix + "/profile/{user}", a.signed(a.profile)},
+		{"GET " + wire.FederationPrefix + "/groups/{group}/devices", a.signed(a.groupDevices)},
+		{"POST " + wire.FederationPrefix + "/groups/{group}/op", a.signed(a.groupOp)},
+	}
+}
+
+// Routes lists the patterns of every federation endpoint ("PUT
+// /v1/federation/send/{txn}"), for tests that must cover each one.
+func (a *API) Routes() []string {
+	var out []string
+	for _, e := range a.endpoints() {
+		out = append(out, e.pattern)
+	}
+	return out
+}
+
 // Handler serves the federation endpoints.
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET "+KeyPath, KeyHandler(a.hs.Domain(), a.key, 24*time.Hour, a.now))
-	mux.HandleFunc("PUT "+wire.FederationPrefix+"/send/{txn}", a.signed(a.send))
-	mux.HandleFunc("GET "+wire.FederationPrefix+"/users/{user}/devices", a.signed(a.devices))
-	mux.HandleFunc("POST "+wire.FederationPrefix+"/keys/claim", a.signed(a.claim))
-	mux.HandleFunc("GET "+wire.FederationPrefix+"/profile/{user}", a.signed(a.profile))
-	mux.HandleFunc("GET "+wire.FederationPrefix+"/groups/{group}/devices", a.signed(a.groupDevices))
-	mux.HandleFunc("POST "+wire.FederationPrefix+"/groups/{group}/op", a.signed(a.groupOp))
+	for _, e := range a.endpoints() {
+		mux.Handle(e.pattern, e.h)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &wire.Error{Code: wire.CodeNotFound, Message: "no such federation endpoint"})
 	})
@@ -223,6 +249,12 @@ func securityHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		if r.TLS != nil {
+			w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		h.ServeHTTP(w, r)
 	})
 }

@@ -226,8 +226,11 @@ func (s *Server) claimRemote(ctx context.Context, userID string, devices []uint3
 		return nil, remoteError(domainOf(userID), err)
 	}
 	out := bundles[:0]
+	seen := make(map[uint32]bool, len(bundles))
 	for _, b := range bundles {
-		if b.User != userID || (len(devices) > 0 && !slices.Contains(devices, b.DeviceID)) {
+		// One bundle per device asked for: a second one for the same
+		// device (whose prekey the client would try too) is dropped.
+		if b.User != userID || (len(devices) > 0 && !slices.Contains(devices, b.DeviceID)) || seen[b.DeviceID] {
 			continue
 		}
 		if e2ee.VerifySignedPreKey(b.IdentityKey, b.SignedPreKey) != nil ||
@@ -235,6 +238,7 @@ func (s *Server) claimRemote(ctx context.Context, userID string, devices []uint3
 			s.log.WarnContext(ctx, "invalid bundle from another homeserver", "user", userID, "device", b.DeviceID)
 			continue
 		}
+		seen[b.DeviceID] = true
 		out = append(out, b)
 	}
 	return out, nil

@@ -35,6 +35,7 @@ type Node struct {
 
 	fedSrv *http.Server // nil: federation disabled
 	fedURL string
+	fedAPI *federation.API
 	sender *federation.Sender
 }
 
@@ -46,6 +47,16 @@ type Extra struct {
 	// Federation knobs: tests shorten backoffs and DNS cache lifetimes.
 	Sender   federation.SenderOptions
 	Resolver federation.ResolverOptions
+	// ReadHeaderTimeout bounds the TLS handshake and a request's headers
+	// on both listeners (default 10s): a slow-loris client is cut off.
+	ReadHeaderTimeout time.Duration
+}
+
+func (e Extra) readHeaderTimeout() time.Duration {
+	if e.ReadHeaderTimeout > 0 {
+		return e.ReadHeaderTimeout
+	}
+	return 10 * time.Second
 }
 
 // Start opens storage, starts the client listener and the background jobs,
@@ -82,14 +93,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, extra Extra) (*Nod
 			store.Close()
 			return nil, fmt.Errorf("config client_tls_cert: %w", err)
 		}
-		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
+		ln = tls.NewListener(ln, serverTLS(cert))
 		scheme = "https"
 	}
 	n := &Node{cfg: cfg, log: log, store: store, hs: hs, api: api, ln: ln, cancel: cancel,
 		url: scheme + "://" + ln.Addr().String()}
 	n.srv = &http.Server{
 		Handler:           api.Handler(),
-		ReadHeaderTimeout: 10 * time.Second, // slow-loris: headers must arrive promptly
+		ReadHeaderTimeout: extra.readHeaderTimeout(), // slow-loris: headers must arrive promptly
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -128,7 +139,7 @@ func (n *Node) startFederation(ctx context.Context, extra Extra) error {
 		return fmt.Errorf("config dns_resolver: %w", err)
 	}
 	dialer := &federation.Dialer{Resolver: resolver, AllowPrivate: cfg.FederationAllowPrivate}
-	clientTLS := &tls.Config{MinVersion: tls.VersionTLS12}
+	clientTLS := dialTLS()
 	if cfg.FederationCA != "" {
 		pem, err := os.ReadFile(cfg.FederationCA)
 		if err != nil {
@@ -158,6 +169,7 @@ func (n *Node) startFederation(ctx context.Context, extra Extra) error {
 	n.sender = federation.NewSender(n.hs, client, log, extra.Sender)
 	n.hs.SetFederation(homeserver.Federation{Remote: client, Wake: n.sender.Wake, Allowed: policy.Allowed})
 	api := federation.NewAPI(n.hs, n.sender, key, keys, log, federation.APIOptions{Policy: policy})
+	n.fedAPI = api
 
 	ln, err := net.Listen("tcp", cfg.FederationListen)
 	if err != nil {
@@ -169,12 +181,12 @@ func (n *Node) startFederation(ctx context.Context, extra Extra) error {
 			ln.Close()
 			return fmt.Errorf("config tls_cert: %w", err)
 		}
-		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
+		ln = tls.NewListener(ln, serverTLS(cert))
 	}
 	n.fedURL = scheme + "://" + ln.Addr().String()
 	n.fedSrv = &http.Server{
 		Handler:           api.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: extra.readHeaderTimeout(),
 		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
@@ -201,6 +213,18 @@ func (n *Node) FederationStatus() []federation.Status {
 		return nil
 	}
 	return n.sender.Status()
+}
+
+// ClientRoutes lists the client API's endpoints.
+func (n *Node) ClientRoutes() []clientapi.Route { return n.api.Routes() }
+
+// FederationRoutes lists the federation endpoints' patterns (nil if
+// federation is disabled).
+func (n *Node) FederationRoutes() []string {
+	if n.fedAPI == nil {
+		return nil
+	}
+	return n.fedAPI.Routes()
 }
 
 // URL is the client API's base URL, e.g. http://127.0.0.1:8080.

@@ -17,12 +17,12 @@ type Zone struct {
 	Addr string // HOST:PORT of the server (UDP and TCP)
 	mu   sync.Mutex
 	srv  map[string]*dns.SRV // "_parley._tcp.a.test." -> record
-	a    map[string]bool     // "a.test." -> 127.0.0.1
+	a    map[string]net.IP   // "fed.a.test." -> 127.0.0.1
 }
 
 func Start(t testing.TB) *Zone {
 	t.Helper()
-	z := &Zone{srv: map[string]*dns.SRV{}, a: map[string]bool{}}
+	z := &Zone{srv: map[string]*dns.SRV{}, a: map[string]net.IP{}}
 	// UDP and TCP on one port; the TCP side of a free UDP port may be
 	// taken, so try a few.
 	var pc net.PacketConn
@@ -50,14 +50,18 @@ func Start(t testing.TB) *Zone {
 }
 
 // Publish points domain's SRV record at 127.0.0.1:port.
-func (z *Zone) Publish(domain string, port int) {
+func (z *Zone) Publish(domain string, port int) { z.PublishAt(domain, net.IPv4(127, 0, 0, 1), port) }
+
+// PublishAt points domain's SRV record at ip:port (an IPv4 address, e.g.
+// another loopback address: a server that moved to another host).
+func (z *Zone) PublishAt(domain string, ip net.IP, port int) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	host := dns.Fqdn("fed." + domain)
 	name := "_parley._tcp." + dns.Fqdn(domain)
 	z.srv[name] = &dns.SRV{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: 1},
 		Priority: 10, Weight: 5, Port: uint16(port), Target: host}
-	z.a[host] = true
+	z.a[host] = ip
 }
 
 func (z *Zone) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
@@ -72,10 +76,10 @@ func (z *Zone) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		case q.Qtype == dns.TypeSRV && z.srv[name] != nil:
 			rr := *z.srv[name]
 			m.Answer = append(m.Answer, &rr)
-		case q.Qtype == dns.TypeA && z.a[name]:
+		case q.Qtype == dns.TypeA && z.a[name] != nil:
 			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1},
-				A: net.IPv4(127, 0, 0, 1)})
-		case q.Qtype == dns.TypeAAAA && z.a[name]:
+				A: z.a[name]})
+		case q.Qtype == dns.TypeAAAA && z.a[name] != nil:
 			// IPv4 only: an empty answer.
 		default:
 			m.Rcode = dns.RcodeNameError
