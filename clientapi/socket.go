@@ -211,7 +211,7 @@ func (s *session) handle(data []byte) {
 	defer cancel()
 	switch f.Type {
 	case wire.FrameSend:
-		res, err := s.api.hs.Send(ctx, s.caller, wire.SendRequest{ClientID: f.ClientID, To: f.To, Envelopes: f.Envelopes})
+		res, err := s.api.hs.Send(ctx, s.caller, wire.SendRequest{ClientID: f.ClientID, To: f.To, Envelopes: f.Envelopes, Shared: f.Shared})
 		if err != nil {
 			s.queue(s.api.logged(ctx, errorEvent(f.ClientID, err), err))
 			return

@@ -253,3 +253,24 @@ func TestGroupRestartAndAggregatedReceipts(t *testing.T) {
 		}
 	}
 }
+
+// A sender-key group message goes over the socket as well as over REST.
+func TestGroupSendOverSocket(t *testing.T) {
+	s := startServer(t, "")
+	alice := s.register("alice", 25)
+	bob := s.register("bob", 25)
+	g := alice.createGroup("socket", "bob@localhost")
+	as := alice.dial()
+	as.until(wire.EventCaughtUp)
+	req := groupSend("ws1", g.ID, []wire.DeviceAddress{bob.addr()})
+	as.sendFrame(wire.ClientFrame{Type: wire.FrameSend, ClientID: req.ClientID, To: req.To, Shared: req.Shared})
+	if ev := as.next(); ev.Type != wire.EventAccepted {
+		t.Fatalf("socket group send: %+v", ev)
+	}
+	for _, ev := range bob.inbox() {
+		if ev.Type == wire.EventMessage && string(ev.Body) == "sender-key ciphertext ws1" && ev.CiphertextType == wire.CiphertextSenderKey {
+			return
+		}
+	}
+	t.Fatal("bob did not get the shared ciphertext sent over the socket")
+}
