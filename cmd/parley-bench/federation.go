@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/client"
+	"github.com/parleychat/parley/internal/testdns"
 	"github.com/parleychat/parley/wire"
 )
 
@@ -19,14 +20,14 @@ import (
 // conversations' hub (the domain that sorts first), so every message
 // crosses once to b.test and every delivered receipt once back.
 func runFederation(ctx context.Context, e *env) (*result, error) {
-	z, err := startZone()
+	z, err := testdns.New()
 	if err != nil {
 		return nil, err
 	}
-	defer z.close()
+	defer z.Close()
 	var servers []*server
 	for _, domain := range []string{"a.test", "b.test"} {
-		s, err := e.startServer(ctx, domain, z.addr)
+		s, err := e.startServer(ctx, domain, z.Addr)
 		if err != nil {
 			return nil, err
 		}
@@ -35,7 +36,7 @@ func runFederation(ctx context.Context, e *env) (*result, error) {
 		if i < 0 || err != nil {
 			return nil, fmt.Errorf("%s: federation listener URL %q has no port", domain, s.fedURL)
 		}
-		z.publish(domain, port)
+		z.Publish(domain, port)
 		servers = append(servers, s)
 	}
 	a, b := servers[0], servers[1]

@@ -1,8 +1,10 @@
-// Package testdns is a DNS server for tests: it serves, on loopback, the
-// SRV records through which homeservers of test domains find each other.
+// Package testdns is a DNS server for tests and the load tool: it serves,
+// on loopback, the SRV records through which homeservers of test domains
+// find each other.
 package testdns
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -15,38 +17,56 @@ import (
 // SRV and A records; federation discovers servers through it.
 type Zone struct {
 	Addr string // HOST:PORT of the server (UDP and TCP)
-	mu   sync.Mutex
-	srv  map[string]*dns.SRV // "_parley._tcp.a.test." -> record
-	a    map[string]net.IP   // "fed.a.test." -> 127.0.0.1
+
+	udp, tcp *dns.Server
+
+	mu  sync.Mutex
+	srv map[string]*dns.SRV // "_parley._tcp.a.test." -> record
+	a   map[string]net.IP   // "fed.a.test." -> 127.0.0.1
 }
 
+// Start runs a zone for the test and stops it when the test ends.
 func Start(t testing.TB) *Zone {
 	t.Helper()
+	z, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(z.Close)
+	return z
+}
+
+// New runs a zone on 127.0.0.1, UDP and TCP on one port; Close stops it.
+func New() (*Zone, error) {
 	z := &Zone{srv: map[string]*dns.SRV{}, a: map[string]net.IP{}}
-	// UDP and TCP on one port; the TCP side of a free UDP port may be
-	// taken, so try a few.
+	// The TCP side of a free UDP port may be taken, so try a few.
 	var pc net.PacketConn
 	var ln net.Listener
 	for try := 0; ; try++ {
 		var err error
 		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
 			break
 		}
 		pc.Close()
 		if try == 20 {
-			t.Fatal(err)
+			return nil, fmt.Errorf("testdns: no port free for both UDP and TCP: %w", err)
 		}
 	}
 	z.Addr = pc.LocalAddr().String()
-	udp := &dns.Server{PacketConn: pc, Handler: z}
-	tcp := &dns.Server{Listener: ln, Handler: z}
-	go udp.ActivateAndServe()
-	go tcp.ActivateAndServe()
-	t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
-	return z
+	z.udp = &dns.Server{PacketConn: pc, Handler: z}
+	z.tcp = &dns.Server{Listener: ln, Handler: z}
+	go z.udp.ActivateAndServe()
+	go z.tcp.ActivateAndServe()
+	return z, nil
+}
+
+// Close stops the zone's servers.
+func (z *Zone) Close() {
+	z.udp.Shutdown()
+	z.tcp.Shutdown()
 }
 
 // Publish points domain's SRV record at 127.0.0.1:port.
