@@ -197,7 +197,7 @@ func (in *inbound) store(it wire.FedItem, sender string) error {
 			return err
 		}
 		entries = append(entries, storage.InboxEntry{UserID: user, DeviceID: device, Kind: storage.EntryMessage,
-			Conversation: it.Conversation, Seq: it.Seq, MessageID: msgID, ExpiresAt: p.expires, Payload: payload})
+			Conversation: it.Conversation, Seq: it.Seq, MessageID: msgID, Sender: sender, ExpiresAt: p.expires, Payload: payload})
 		in.woken = append(in.woken, deviceAddr{User: user, Device: device})
 		return nil
 	}

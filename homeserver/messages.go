@@ -173,7 +173,8 @@ func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []deviceAddr, []st
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	entry := storage.InboxEntry{Kind: storage.EntryMessage, Conversation: p.conv, Seq: seq, MessageID: msgID, ExpiresAt: p.expires}
+	entry := storage.InboxEntry{Kind: storage.EntryMessage, Conversation: p.conv, Seq: seq, MessageID: msgID,
+		Sender: p.sender, ExpiresAt: p.expires}
 	entries := make([]storage.InboxEntry, 0, len(p.envelopes)+deviceCount(p.shared))
 	var woken []deviceAddr
 	remote := map[string]*wire.FedItem{}
@@ -397,11 +398,16 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 			if e.Kind != storage.EntryMessage || e.MessageID == 0 {
 				continue
 			}
-			m, err := tx.Message(e.MessageID)
-			if notFound(err) {
-				continue // expired meanwhile: nobody to tell
-			} else if err != nil {
-				return err
+			// Rows written before the sender column existed name no sender:
+			// look the message up for those.
+			m := storage.Message{ID: e.MessageID, Conversation: e.Conversation, Seq: e.Seq, Sender: e.Sender}
+			if m.Sender == "" {
+				var err error
+				if m, err = tx.Message(e.MessageID); notFound(err) {
+					continue // expired meanwhile: nobody to tell
+				} else if err != nil {
+					return err
+				}
 			}
 			if m.Sender == c.UserID {
 				continue // a copy of our own message on another device

@@ -332,6 +332,7 @@ type InboxEntry struct {
 	Conversation string
 	Seq          uint64
 	MessageID    int64     // the Message it belongs to, for message entries
+	Sender       string    // the message's sender, for message entries: an ack needs no lookup
 	ExpiresAt    time.Time // zero: never expires
 	Payload      []byte
 	// SharedBody is the message's shared ciphertext (filled in by Inbox),

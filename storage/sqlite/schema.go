@@ -149,4 +149,7 @@ ALTER TABLE accounts ADD COLUMN device_stream INTEGER NOT NULL DEFAULT 0;
 	{4, "covering index for the devices a sender encrypts to", `
 CREATE INDEX devices_keyed ON devices (user_id, device_id, identity_key) WHERE identity_key IS NOT NULL;
 `},
+	{5, "inbox rows name the message's sender, so an acknowledgement needs no lookup", `
+ALTER TABLE inbox ADD COLUMN sender TEXT NOT NULL DEFAULT '';
+`},
 }

@@ -9,23 +9,23 @@ import (
 	"github.com/parleychat/parley/storage"
 )
 
-const inboxColumns = `id, user_id, device_id, kind, conversation, seq, message_id, expires_at, payload`
+const inboxColumns = `id, user_id, device_id, kind, conversation, seq, message_id, sender, expires_at, payload`
 
 func scanInbox(row interface{ Scan(...any) error }) (storage.InboxEntry, error) {
 	var e storage.InboxEntry
 	var msgID sql.NullInt64
 	var expires int64
-	err := row.Scan(&e.ID, &e.UserID, &e.DeviceID, &e.Kind, &e.Conversation, &e.Seq, &msgID, &expires, &e.Payload)
+	err := row.Scan(&e.ID, &e.UserID, &e.DeviceID, &e.Kind, &e.Conversation, &e.Seq, &msgID, &e.Sender, &expires, &e.Payload)
 	e.MessageID, e.ExpiresAt = msgID.Int64, fromMS(expires)
 	return e, err
 }
 
 // insertChunks are the row counts of the multi-row INSERTs InsertInbox
 // uses: a fixed few, so the prepared statements can be cached, and at most
-// 256 × 8 parameters, within every engine's limit.
+// 256 × 9 parameters, within every engine's limit.
 var insertChunks = []int{256, 64, 16, 4, 1}
 
-const inboxInsertColumns = 8
+const inboxInsertColumns = 9
 
 func (t *Tx) InsertInbox(entries []storage.InboxEntry) error {
 	args := make([]any, 0, min(len(entries), insertChunks[0])*inboxInsertColumns)
@@ -43,7 +43,7 @@ func (t *Tx) InsertInbox(entries []storage.InboxEntry) error {
 			if e.MessageID != 0 {
 				msgID = sql.NullInt64{Int64: e.MessageID, Valid: true}
 			}
-			args = append(args, e.UserID, e.DeviceID, e.Kind, e.Conversation, e.Seq, msgID, ms(e.ExpiresAt), e.Payload)
+			args = append(args, e.UserID, e.DeviceID, e.Kind, e.Conversation, e.Seq, msgID, e.Sender, ms(e.ExpiresAt), e.Payload)
 		}
 		if _, err := t.exec(insertInboxSQL(n), args...); err != nil {
 			return err
@@ -60,7 +60,7 @@ func insertInboxSQL(rows int) string {
 		return q.(string)
 	}
 	var b strings.Builder
-	b.WriteString(`INSERT INTO inbox (user_id, device_id, kind, conversation, seq, message_id, expires_at, payload) VALUES `)
+	b.WriteString(`INSERT INTO inbox (user_id, device_id, kind, conversation, seq, message_id, sender, expires_at, payload) VALUES `)
 	row := "(" + placeholders(inboxInsertColumns) + ")"
 	for i := range rows {
 		if i > 0 {
@@ -76,7 +76,7 @@ func insertInboxSQL(rows int) string {
 // Inbox joins the shared body of group messages, stored once in messages.
 func (t *Tx) Inbox(userID string, deviceID uint32, after int64, limit int) ([]storage.InboxEntry, error) {
 	rows, err := t.query(`SELECT i.id, i.user_id, i.device_id, i.kind, i.conversation, i.seq, i.message_id,
-		i.expires_at, i.payload, m.body FROM inbox i LEFT JOIN messages m ON m.id = i.message_id
+		i.sender, i.expires_at, i.payload, m.body FROM inbox i LEFT JOIN messages m ON m.id = i.message_id
 		WHERE i.user_id = ? AND i.device_id = ? AND i.id > ? ORDER BY i.id LIMIT ?`, userID, deviceID, after, limit)
 	if err != nil {
 		return nil, err
@@ -85,8 +85,8 @@ func (t *Tx) Inbox(userID string, deviceID uint32, after int64, limit int) ([]st
 		var e storage.InboxEntry
 		var msgID sql.NullInt64
 		var expires int64
-		err := r.Scan(&e.ID, &e.UserID, &e.DeviceID, &e.Kind, &e.Conversation, &e.Seq, &msgID, &expires, &e.Payload,
-			&e.SharedBody)
+		err := r.Scan(&e.ID, &e.UserID, &e.DeviceID, &e.Kind, &e.Conversation, &e.Seq, &msgID, &e.Sender, &expires,
+			&e.Payload, &e.SharedBody)
 		e.MessageID, e.ExpiresAt = msgID.Int64, fromMS(expires)
 		return e, err
 	})
