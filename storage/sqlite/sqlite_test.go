@@ -221,3 +221,56 @@ func TestReadIsReadOnly(t *testing.T) {
 		t.Fatal("a write inside Read succeeded")
 	}
 }
+
+// DeleteInbox deletes exactly the listed entries of the device, whatever
+// the number of ids (the IN list is padded to a few fixed sizes), and
+// skips unknown ids and other devices' entries.
+func TestDeleteInboxBatchSizes(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	for _, n := range []int{1, 3, 16, 17, 300, 1500} {
+		var ids []int64
+		err := s.Write(ctx, func(tx storage.Tx) error {
+			var es []storage.InboxEntry
+			for range n {
+				es = append(es, storage.InboxEntry{UserID: "a@x", DeviceID: 1, Kind: storage.EntryMessage, Payload: []byte(`{}`)})
+			}
+			es = append(es, storage.InboxEntry{UserID: "a@x", DeviceID: 2, Kind: storage.EntryMessage, Payload: []byte(`{}`)})
+			if err := tx.InsertInbox(es); err != nil {
+				return err
+			}
+			got, err := tx.Inbox("a@x", 1, 0, 10000)
+			ids = ids[:0]
+			for _, e := range got {
+				ids = append(ids, e.ID)
+			}
+			return err
+		})
+		if err != nil || len(ids) != n {
+			t.Fatalf("n=%d: %d entries, %v", n, len(ids), err)
+		}
+		var deleted []storage.InboxEntry
+		err = s.Write(ctx, func(tx storage.Tx) (err error) {
+			deleted, err = tx.DeleteInbox("a@x", 1, append(ids, 1<<40)) // one unknown id
+			return err
+		})
+		if err != nil || len(deleted) != n {
+			t.Fatalf("n=%d: deleted %d, %v", n, len(deleted), err)
+		}
+		err = s.Read(ctx, func(tx storage.Tx) error {
+			left, err := tx.Inbox("a@x", 1, 0, 10)
+			if err == nil && len(left) != 0 {
+				return fmt.Errorf("%d entries left", len(left))
+			}
+			other, err := tx.Inbox("a@x", 2, 0, 10000)
+			if err == nil && len(other) == 0 {
+				return fmt.Errorf("another device's entries were deleted")
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("n=%d: %v", n, err)
+		}
+	}
+}

@@ -110,21 +110,41 @@ func (t *Tx) DeleteInboxKind(userID string, deviceID uint32, kind, conversationI
 	return err
 }
 
+// inListSizes are the lengths DeleteInbox pads its IN list to (repeating
+// the last id, which changes nothing): a handful of statement texts stay
+// in the per-connection statement cache, where one text per batch size
+// would evict the hot statements and make SQLite prepare them again.
+var inListSizes = []int{1, 4, 16, 64, 256, 1024}
+
 func (t *Tx) DeleteInbox(userID string, deviceID uint32, ids []int64) ([]storage.InboxEntry, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	args := make([]any, 0, len(ids)+2)
-	args = append(args, userID, deviceID)
-	for _, id := range ids {
-		args = append(args, id)
-	}
-	rows, err := t.query(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND id IN (`+placeholders(len(ids))+`)
+	var out []storage.InboxEntry
+	for len(ids) > 0 {
+		n := min(len(ids), inListSizes[len(inListSizes)-1])
+		size := inListSizes[len(inListSizes)-1]
+		for _, sz := range inListSizes {
+			if sz >= n {
+				size = sz
+				break
+			}
+		}
+		args := make([]any, 0, size+2)
+		args = append(args, userID, deviceID)
+		for i := range size {
+			args = append(args, ids[min(i, n-1)])
+		}
+		rows, err := t.query(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND id IN (`+placeholders(size)+`)
 		RETURNING `+inboxColumns, args...)
-	if err != nil {
-		return nil, err
+		if err != nil {
+			return nil, err
+		}
+		deleted, err := collect(rows, scanInbox)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, deleted...)
+		ids = ids[n:]
 	}
-	return collect(rows, scanInbox)
+	return out, nil
 }
 
 func (t *Tx) ExpireInbox(before time.Time, limit int) (int, []storage.InboxEntry, error) {
