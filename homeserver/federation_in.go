@@ -103,6 +103,16 @@ func forbidden(format string, args ...any) *Error {
 	return refuse(wire.CodeForbidden, format, args...)
 }
 
+// originUser validates a user id the origin speaks for: it must be one of
+// the origin's own users.
+func (in *inbound) originUser(field, u string) (string, error) {
+	id, err := in.validUser(field, u)
+	if err == nil && domainOf(id) != in.origin {
+		return "", forbidden("%s cannot speak for %s", in.origin, id)
+	}
+	return id, err
+}
+
 func (in *inbound) validUser(field, u string) (string, error) {
 	id, _, _, ok := ParseUserID(u)
 	if !ok || id != u {
@@ -220,12 +230,9 @@ func (in *inbound) store(it wire.FedItem, sender string) error {
 // forward sequences a send a participant server forwarded to us, the hub.
 func (in *inbound) forward(it wire.FedItem) error {
 	s, tx := in.s, in.tx
-	sender, err := in.validUser("sender", it.Sender)
+	sender, err := in.originUser("sender", it.Sender)
 	if err != nil {
 		return err
-	}
-	if domainOf(sender) != in.origin {
-		return forbidden("%s cannot send for %s", in.origin, sender)
 	}
 	if IsGroupID(it.Conversation) {
 		return in.groupForward(it, sender)
@@ -349,12 +356,9 @@ func (in *inbound) forwardResult(it wire.FedItem) error {
 // receipt passes a remote user's delivered/read receipt to our user.
 func (in *inbound) receipt(it wire.FedItem) error {
 	s, tx := in.s, in.tx
-	by, err := in.validUser("by", it.By)
+	by, err := in.originUser("by", it.By)
 	if err != nil {
 		return err
-	}
-	if domainOf(by) != in.origin {
-		return forbidden("%s cannot speak for %s", in.origin, by)
 	}
 	user, err := in.validUser("user", it.User)
 	if err != nil {
@@ -386,12 +390,9 @@ func (in *inbound) receipt(it wire.FedItem) error {
 // complete) and fetched afresh as well.
 func (in *inbound) deviceList(it wire.FedItem) error {
 	s, tx := in.s, in.tx
-	user, err := in.validUser("user", it.User)
+	user, err := in.originUser("user", it.User)
 	if err != nil {
 		return err
-	}
-	if domainOf(user) != in.origin {
-		return forbidden("%s cannot speak for %s", in.origin, user)
 	}
 	l, err := remoteList(user, it.StreamPos, it.Devices)
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 // a shared sender-key ciphertext for every other member device (stored
 // once, as docs/protocol.md describes); for each it measures the time from
 // the send until the last member device has it. Sends go over REST
-// (POST /v1/messages): the socket's send frame does not carry "shared".
+// (POST /v1/messages), as measured for docs/performance.md.
 func runGroup(ctx context.Context, e *env) (*result, error) {
 	o := e.o
 	k := o.messages
