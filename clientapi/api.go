@@ -28,6 +28,10 @@ type Options struct {
 	// WriteTimeout bounds one socket write; a client that does not read
 	// is dropped after it (default 10s).
 	WriteTimeout time.Duration
+	// MaxPending bounds the committed events handed to one socket and not
+	// yet written (default 1024); past it the socket reads them back from
+	// storage instead, so a slow reader holds no memory.
+	MaxPending int
 }
 
 // API serves the client protocol.
@@ -48,6 +52,9 @@ func New(ctx context.Context, hs *homeserver.Server, log *slog.Logger, opts Opti
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = 1024
 	}
 	a := &API{ctx: ctx, hs: hs, log: log, opts: opts}
 	a.hub = newHub(a)
@@ -72,6 +79,11 @@ func (a *API) Run(ctx context.Context) {
 
 // Sockets is the number of connected WebSockets.
 func (a *API) Sockets() int { return a.hub.count() }
+
+// SocketInboxReads counts the inbox reads sockets made from storage: one
+// per connect to catch up, more only for sockets that fell behind. Live
+// events are handed over by the commit path and not read back.
+func (a *API) SocketInboxReads() int64 { return a.hub.reads.Load() }
 
 // routes registers every endpoint. Authentication is per route (not a
 // group middleware) so that an unknown path answers not_found, not

@@ -50,7 +50,7 @@ func (a *API) inbox(c echo.Context) error {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.Write(e.JSON)
+		b.Write(e.JSON())
 	}
 	b.WriteString(`],"more":`)
 	b.WriteString(strconv.FormatBool(more))

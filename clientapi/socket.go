@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -65,36 +66,49 @@ func (a *API) socket(c echo.Context) error {
 		s.queue(wire.Event{Type: wire.EventPreKeysLow, Count: n})
 	}
 	go s.readLoop()
-	s.kick()
+	s.wake(true)
 	return nil
 }
 
 // session is one device's socket.
+//
+// Its inbox events reach it two ways. Reading storage "after my cursor" is
+// complete by construction (committed entries form a gap-free id order),
+// and is how a session catches up after connecting. Once caught up, it
+// takes the entries the commit path hands it (Notifier.InboxAdded, called
+// in commit order), so a live event is never read back from storage. The
+// two meet safely: an entry is written only if its id is above the cursor,
+// and whenever the handed-over entries may be incomplete (at connect, or
+// when a slow reader let too many pile up) the session is marked stale and
+// reads storage again first.
 type session struct {
 	api    *API
 	conn   *websocket.Conn
 	caller homeserver.Caller
 
 	mu      sync.Mutex
-	dirty   bool // the inbox may hold events not yet sent
+	stale   bool // storage may hold events after the cursor that pending lacks
 	running bool // a drain goroutine exists
 	closed  bool
-	live    []wire.Event // live events waiting to be written
+	live    []wire.Event            // live events waiting to be written
+	pending []homeserver.InboxEvent // committed inbox events handed over, in id order
 
 	// Owned by the (single) drain goroutine.
 	cursor   int64 // id of the last inbox event written
 	caughtUp bool
 }
 
-// kick makes sure a drain runs after now. It never blocks.
-func (s *session) kick() {
+// wake makes sure a drain runs after now; with stale it also makes that
+// drain read storage. It never blocks.
+func (s *session) wake(stale bool) {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	s.dirty = true
-	if s.running {
+	s.stale = s.stale || stale
+	s.startLocked()
+}
+
+// startLocked starts a drain unless one runs, and unlocks s.mu.
+func (s *session) startLocked() {
+	if s.closed || s.running {
 		s.mu.Unlock()
 		return
 	}
@@ -103,31 +117,44 @@ func (s *session) kick() {
 	go s.drain()
 }
 
-// queue adds a live event and kicks the writer.
+// queue adds a live event and wakes the writer.
 func (s *session) queue(ev wire.Event) {
 	s.mu.Lock()
 	s.live = append(s.live, ev)
-	s.mu.Unlock()
-	s.kick()
+	s.startLocked()
 }
 
-// drain writes queued live events and every inbox event after the cursor,
-// in id order, until nothing new arrived meanwhile. The inbox is read from
-// storage rather than carried in the notification: committed entries form
-// a gap-free id order, so reading "after cursor" can neither skip nor
-// reorder, however notifications race.
+// push hands over an inbox event just committed. While the session is
+// stale, the read it is due covers the event, which is dropped here; so
+// are all pending events once MaxPending are waiting (a slow reader): the
+// session reads them back from storage when it gets to them.
+func (s *session) push(ev homeserver.InboxEvent) {
+	s.mu.Lock()
+	switch {
+	case s.stale:
+	case len(s.pending) >= s.api.opts.MaxPending:
+		s.pending, s.stale = nil, true
+	default:
+		s.pending = append(s.pending, ev)
+	}
+	s.startLocked()
+}
+
+// drain writes queued live events, then inbox events in id order: after a
+// read of storage from the cursor when the session is stale, and the
+// handed-over events above the cursor. It returns when nothing new arrived
+// meanwhile.
 func (s *session) drain() {
 	ctx := s.api.ctx
 	for {
 		s.mu.Lock()
-		if !s.dirty || s.closed {
+		if s.closed || (!s.stale && len(s.live) == 0 && len(s.pending) == 0) {
 			s.running = false
 			s.mu.Unlock()
 			return
 		}
-		s.dirty = false
-		live := s.live
-		s.live = nil
+		stale, live, pending := s.stale, s.live, s.pending
+		s.stale, s.live, s.pending = false, nil, nil
 		s.mu.Unlock()
 
 		for _, ev := range live {
@@ -136,33 +163,58 @@ func (s *session) drain() {
 				return
 			}
 		}
-		for {
-			events, more, err := s.api.hs.Inbox(ctx, s.caller, s.cursor, 256)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.api.log.ErrorContext(ctx, "reading inbox for socket", "user", s.caller.UserID,
-						"device", s.caller.DeviceID, "err", err)
-				}
-				s.closeWith(websocket.CloseInternalServerErr, "inbox unavailable")
-				return
-			}
-			for _, e := range events {
-				if !s.write(e.JSON) {
-					return
-				}
-				s.cursor = e.ID
-			}
-			if !more {
-				break
-			}
+		if stale && !s.catchUp(ctx) {
+			return
 		}
-		if !s.caughtUp {
-			s.caughtUp = true
-			if !s.write([]byte(`{"type":"caught_up"}`)) {
+		for _, e := range pending {
+			if e.ID <= s.cursor {
+				continue // read from storage already
+			}
+			if !s.write(e.JSON()) {
 				return
 			}
+			s.cursor = e.ID
 		}
 	}
+}
+
+// catchUp writes every inbox event in storage after the cursor, then (the
+// first time) caught_up.
+func (s *session) catchUp(ctx context.Context) bool {
+	for {
+		s.api.hub.reads.Add(1)
+		events, more, err := s.api.hs.Inbox(ctx, s.caller, s.cursor, 256)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.api.log.ErrorContext(ctx, "reading inbox for socket", "user", s.caller.UserID,
+					"device", s.caller.DeviceID, "err", err)
+			}
+			s.closeWith(websocket.CloseInternalServerErr, "inbox unavailable")
+			s.stopped()
+			return false
+		}
+		for _, e := range events {
+			if !s.write(e.JSON()) {
+				return false
+			}
+			s.cursor = e.ID
+		}
+		if !more {
+			break
+		}
+	}
+	if !s.caughtUp {
+		s.caughtUp = true
+		return s.write([]byte(`{"type":"caught_up"}`))
+	}
+	return true
+}
+
+// stopped records that the drain goroutine has given up on a closed socket.
+func (s *session) stopped() {
+	s.mu.Lock()
+	s.running = false
+	s.mu.Unlock()
 }
 
 // write sends one text frame; a client too slow to take it within the
@@ -171,9 +223,7 @@ func (s *session) write(b []byte) bool {
 	s.conn.SetWriteDeadline(time.Now().Add(s.api.opts.WriteTimeout))
 	if err := s.conn.WriteMessage(websocket.TextMessage, b); err != nil {
 		s.closeWith(websocket.CloseGoingAway, "write failed")
-		s.mu.Lock()
-		s.running = false
-		s.mu.Unlock()
+		s.stopped()
 		return false
 	}
 	return true
@@ -220,8 +270,7 @@ func (s *session) handle(data []byte) {
 		s.mu.Lock()
 		s.live = append(s.live, wire.Event{Type: wire.EventAccepted, ClientID: f.ClientID},
 			wire.Event{Type: wire.EventSent, ClientID: f.ClientID, Conversation: res.Conversation, Seq: res.Seq, SentAt: &sentAt})
-		s.mu.Unlock()
-		s.kick()
+		s.startLocked()
 	case wire.FrameAck:
 		if err := s.api.hs.Ack(ctx, s.caller, f.IDs); err != nil {
 			s.queue(s.api.logged(ctx, errorEvent("", err), err))
@@ -279,6 +328,7 @@ type hub struct {
 	api      *API
 	mu       sync.RWMutex
 	sessions map[devKey]*session
+	reads    atomic.Int64 // inbox reads from storage, for SocketInboxReads
 }
 
 func newHub(a *API) *hub { return &hub{api: a, sessions: map[devKey]*session{}} }
@@ -318,9 +368,9 @@ func (h *hub) count() int {
 	return len(h.sessions)
 }
 
-func (h *hub) InboxChanged(user string, dev uint32) {
+func (h *hub) InboxAdded(user string, dev uint32, ev homeserver.InboxEvent) {
 	if s := h.get(user, dev); s != nil {
-		s.kick()
+		s.push(ev)
 	}
 }
 

@@ -153,7 +153,6 @@ func (s *Server) RemoveDevice(ctx context.Context, c Caller, deviceID uint32, pa
 			return refuse(wire.CodeBadCredentials, "the account password is required to remove another device")
 		}
 	}
-	var woken []deviceAddr
 	var dests []string
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
 		d, err := tx.Device(c.UserID, deviceID)
@@ -166,9 +165,9 @@ func (s *Server) RemoveDevice(ctx context.Context, c Caller, deviceID uint32, pa
 		if err := tx.DeleteDevice(c.UserID, deviceID); err != nil {
 			return err
 		}
-		woken, dests = nil, nil
+		dests = nil
 		if d.HasKeys() {
-			woken, dests, err = s.announceDeviceList(tx, c.UserID, deviceID)
+			dests, err = s.announceDeviceList(tx, c.UserID, deviceID)
 		}
 		return err
 	})
@@ -176,7 +175,6 @@ func (s *Server) RemoveDevice(ctx context.Context, c Caller, deviceID uint32, pa
 		return internal(ctx, err)
 	}
 	s.notify.DeviceRemoved(c.UserID, deviceID)
-	s.wake(woken)
 	s.wakeOutbox(dests)
 	s.log.InfoContext(ctx, "device removed", "user", c.UserID, "device", deviceID)
 	return nil

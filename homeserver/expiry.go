@@ -19,16 +19,13 @@ func (s *Server) Expire(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	for {
 		var n int
-		var woken []deviceAddr
 		err := s.store.Write(ctx, func(tx storage.Tx) error {
 			deleted, msgs, err := tx.ExpireInbox(now, expiryBatch)
 			if err != nil {
 				return err
 			}
 			n = deleted
-			notices, w := expiredNotices(msgs)
-			woken = w
-			if err := tx.InsertInbox(notices); err != nil {
+			if err := tx.InsertInbox(expiredNotices(msgs)); err != nil {
 				return err
 			}
 			if deleted < expiryBatch {
@@ -51,7 +48,6 @@ func (s *Server) Expire(ctx context.Context, now time.Time) (int, error) {
 			return total, internal(ctx, err)
 		}
 		total += n
-		s.wake(woken)
 		if n < expiryBatch {
 			return total, nil
 		}
@@ -60,7 +56,7 @@ func (s *Server) Expire(ctx context.Context, now time.Time) (int, error) {
 
 // expiredNotices groups expired message entries per device and conversation
 // into runs of consecutive sequence numbers.
-func expiredNotices(msgs []storage.InboxEntry) ([]storage.InboxEntry, []deviceAddr) {
+func expiredNotices(msgs []storage.InboxEntry) []storage.InboxEntry {
 	type key struct {
 		user string
 		dev  uint32
@@ -76,7 +72,6 @@ func expiredNotices(msgs []storage.InboxEntry) ([]storage.InboxEntry, []deviceAd
 		seqs[k] = append(seqs[k], m.Seq)
 	}
 	var notices []storage.InboxEntry
-	var woken []deviceAddr
 	for _, k := range order {
 		ss := seqs[k]
 		slices.Sort(ss)
@@ -90,9 +85,8 @@ func expiredNotices(msgs []storage.InboxEntry) ([]storage.InboxEntry, []deviceAd
 					Conversation: k.conv, FromSeq: ss[i], ToSeq: ss[j]})})
 			i = j + 1
 		}
-		woken = append(woken, deviceAddr{User: k.user, Device: k.dev})
 	}
-	return notices, woken
+	return notices
 }
 
 // RunExpiry calls Expire every interval until ctx ends.

@@ -33,10 +33,9 @@ func (s *Server) ReceiveTransaction(ctx context.Context, origin, txnID string, i
 		}
 	}
 	var res wire.TransactionResult
-	var woken []deviceAddr
 	var dests, refetch []string
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
-		res, woken, dests, refetch = wire.TransactionResult{}, nil, nil, nil
+		res, dests, refetch = wire.TransactionResult{}, nil, nil
 		fresh, err := tx.RecordInboundTxn(origin, txnID, s.now())
 		if err != nil || !fresh {
 			return err
@@ -51,13 +50,12 @@ func (s *Server) ReceiveTransaction(ctx context.Context, origin, txnID string, i
 				return err
 			}
 		}
-		woken, dests, refetch = in.woken, in.dests, in.refetch
+		dests, refetch = in.dests, in.refetch
 		return nil
 	})
 	if err != nil {
 		return wire.TransactionResult{}, internal(ctx, err)
 	}
-	s.wake(woken)
 	s.wakeOutbox(dests)
 	for _, u := range refetch {
 		if _, err := s.fetchRemoteDevices(ctx, u); err != nil {
@@ -75,7 +73,6 @@ type inbound struct {
 	s       *Server
 	tx      storage.Tx
 	origin  string
-	woken   []deviceAddr
 	dests   []string
 	refetch []string
 }
@@ -201,25 +198,25 @@ func (in *inbound) store(it wire.FedItem, sender string) error {
 		return err
 	}
 	var entries []storage.InboxEntry
-	add := func(user string, device uint32, payload []byte) error {
+	add := func(user string, device uint32, payload, shared []byte) error {
 		devs, err := tx.KeyedDevices(user)
 		if err != nil || !slices.Contains(devs, device) {
 			return err
 		}
 		entries = append(entries, storage.InboxEntry{UserID: user, DeviceID: device, Kind: storage.EntryMessage,
-			Conversation: it.Conversation, Seq: it.Seq, MessageID: msgID, Sender: sender, ExpiresAt: p.expires, Payload: payload})
-		in.woken = append(in.woken, deviceAddr{User: user, Device: device})
+			Conversation: it.Conversation, Seq: it.Seq, MessageID: msgID, Sender: sender, ExpiresAt: p.expires,
+			Payload: payload, SharedBody: shared})
 		return nil
 	}
 	for i, e := range it.Envelopes {
-		if err := add(e.User, e.Device, withSeq(p.payloads[i], it.Seq)); err != nil {
+		if err := add(e.User, e.Device, withSeq(p.payloads[i], it.Seq), nil); err != nil {
 			return err
 		}
 	}
 	if it.Shared != nil {
 		payload := withSeq(p.sharedEv, it.Seq)
 		for _, d := range it.Shared.Devices {
-			if err := add(d.User, d.Device, payload); err != nil {
+			if err := add(d.User, d.Device, payload, it.Shared.Body); err != nil {
 				return err
 			}
 		}
@@ -304,11 +301,10 @@ func (in *inbound) forward(it wire.FedItem) error {
 	}
 	p := s.prepare(outgoing{conv: it.Conversation, sender: sender, senderDevice: it.SenderDevice, clientID: it.ClientID,
 		envelopes: it.Envelopes, sentAt: s.now()})
-	seq, woken, dests, err := s.sequence(tx, p)
+	seq, dests, err := s.sequence(tx, p)
 	if err != nil {
 		return err
 	}
-	in.woken = append(in.woken, woken...)
 	in.dests = append(in.dests, dests...)
 	result.Seq, result.SentAt = seq, &p.sentAt
 	in.dests = append(in.dests, in.origin)
@@ -348,7 +344,6 @@ func (in *inbound) forwardResult(it wire.FedItem) error {
 	} else if err := tx.RaiseLastSeq(f.Conversation, it.Seq); err != nil {
 		return err
 	}
-	in.woken = append(in.woken, deviceAddr{User: sender, Device: it.SenderDevice})
 	return tx.InsertInbox([]storage.InboxEntry{{UserID: sender, DeviceID: it.SenderDevice, Kind: ev.Type,
 		Conversation: f.Conversation, Seq: it.Seq, ExpiresAt: s.now().Add(s.opts.Retention), Payload: mustJSON(ev)}})
 }
@@ -376,11 +371,10 @@ func (in *inbound) receipt(it wire.FedItem) error {
 	}
 	payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: it.Status, Conversation: it.Conversation,
 		Seq: it.Seq, By: by, ByDevice: it.ByDevice})
-	entries, woken, err := s.receiptEntries(tx, user, it.Conversation, it.Seq, storage.EntryReceipt, payload)
+	entries, err := s.receiptEntries(tx, user, it.Conversation, it.Seq, storage.EntryReceipt, payload)
 	if err != nil {
 		return err
 	}
-	in.woken = append(in.woken, woken...)
 	return tx.InsertInbox(entries)
 }
 
@@ -429,7 +423,6 @@ func (in *inbound) deviceList(it wire.FedItem) error {
 		for _, d := range devs {
 			entries = append(entries, storage.InboxEntry{UserID: c, DeviceID: d, Kind: storage.EntryDeviceList,
 				ExpiresAt: expires, Payload: payload})
-			in.woken = append(in.woken, deviceAddr{User: c, Device: d})
 		}
 	}
 	return tx.InsertInbox(entries)
@@ -490,11 +483,10 @@ func (in *inbound) groupForward(it wire.FedItem, sender string) error {
 	}
 	p := s.prepare(outgoing{conv: it.Conversation, sender: sender, senderDevice: it.SenderDevice, clientID: it.ClientID,
 		envelopes: it.Envelopes, shared: it.Shared, sentAt: s.now()})
-	seq, woken, dests, err := s.sequence(tx, p)
+	seq, dests, err := s.sequence(tx, p)
 	if err != nil {
 		return err
 	}
-	in.woken = append(in.woken, woken...)
 	in.dests = append(in.dests, dests...)
 	result.Seq, result.SentAt = seq, &p.sentAt
 	return answer()

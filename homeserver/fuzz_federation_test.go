@@ -169,8 +169,8 @@ func (e *fuzzEnv) inboxesReadable(t *testing.T) {
 		}
 		for _, ev := range evs {
 			var w wire.Event
-			if err := json.Unmarshal(ev.JSON, &w); err != nil || w.Type == "" {
-				t.Fatalf("inbox of %s holds a malformed event %q: %v", c, ev.JSON, err)
+			if err := json.Unmarshal(ev.JSON(), &w); err != nil || w.Type == "" {
+				t.Fatalf("inbox of %s holds a malformed event %q: %v", c, ev.JSON(), err)
 			}
 		}
 		// Keep the inboxes small; acknowledging also exercises receipts.

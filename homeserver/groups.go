@@ -145,18 +145,18 @@ func requireAdmin(st *groupState) error {
 // every local device of the group's joined members (as they are after the
 // change) and of the extra users (a removed member, an invitee), and
 // queues it for every other homeserver with such users, together with the
-// whole member list, which those servers mirror. It returns the local
-// devices and the destinations to wake.
-func (s *Server) groupEvent(tx storage.Tx, groupID string, ev wire.Event, extra ...string) ([]deviceAddr, []string, error) {
+// whole member list, which those servers mirror. It returns the
+// destinations to wake.
+func (s *Server) groupEvent(tx storage.Tx, groupID string, ev wire.Event, extra ...string) ([]string, error) {
 	seq, err := tx.NextSeq(groupID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	ev.Type, ev.Conversation, ev.Group, ev.Seq = wire.EventGroup, groupID, groupID, seq
 	payload := mustJSON(ev)
 	members, err := tx.GroupMembers(groupID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var recipients []string
 	for _, m := range members {
@@ -171,7 +171,6 @@ func (s *Server) groupEvent(tx storage.Tx, groupID string, ev wire.Event, extra 
 	}
 	expires := s.now().Add(s.opts.Retention)
 	var entries []storage.InboxEntry
-	var woken []deviceAddr
 	remote := map[string][]string{}
 	var dests []string
 	for _, u := range recipients {
@@ -185,21 +184,20 @@ func (s *Server) groupEvent(tx storage.Tx, groupID string, ev wire.Event, extra 
 		}
 		devs, err := tx.KeyedDevices(u)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		for _, d := range devs {
 			entries = append(entries, storage.InboxEntry{UserID: u, DeviceID: d, Kind: storage.EntryGroup,
 				Conversation: groupID, Seq: seq, ExpiresAt: expires, Payload: payload})
-			woken = append(woken, deviceAddr{User: u, Device: d})
 		}
 	}
 	if err := tx.InsertInbox(entries); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if len(dests) > 0 {
 		g, err := tx.Group(groupID)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		it := wire.FedItem{Kind: wire.FedGroupEvent, Conversation: groupID, Group: groupID, Seq: seq, Event: &ev,
 			Meta: &wire.GroupMeta{Name: g.Name, Description: g.Description, Avatar: g.Avatar}}
@@ -213,11 +211,11 @@ func (s *Server) groupEvent(tx storage.Tx, groupID string, ev wire.Event, extra 
 		for _, d := range dests {
 			it.Users = remote[d]
 			if err := s.enqueue(tx, d, it); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
 	}
-	return woken, dests, nil
+	return dests, nil
 }
 
 // userExists checks, inside a transaction, that a user to add exists: a
@@ -240,10 +238,9 @@ func (s *Server) userExists(tx storage.Tx, u string) error {
 // fn, which returns the event to sequence (or nil) and extra recipients.
 func (s *Server) groupOp(ctx context.Context, c Caller, id string,
 	fn func(tx storage.Tx, st *groupState) (*wire.Event, []string, error)) error {
-	var woken []deviceAddr
 	var dests []string
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
-		woken, dests = nil, nil
+		dests = nil
 		st, err := s.loadGroup(tx, id, c.UserID)
 		if err != nil {
 			return err
@@ -253,13 +250,12 @@ func (s *Server) groupOp(ctx context.Context, c Caller, id string,
 			return err
 		}
 		ev.Actor = c.UserID
-		woken, dests, err = s.groupEvent(tx, id, *ev, extra...)
+		dests, err = s.groupEvent(tx, id, *ev, extra...)
 		return err
 	})
 	if err != nil {
 		return internal(ctx, err)
 	}
-	s.wake(woken)
 	s.wakeOutbox(dests)
 	return nil
 }
@@ -279,7 +275,6 @@ func (s *Server) CreateGroup(ctx context.Context, c Caller, req wire.CreateGroup
 		return wire.Group{}, refuse(wire.CodeGroupFull, "a group holds at most %d members", s.opts.MaxGroupMembers)
 	}
 	id := newGroupID()
-	var woken []deviceAddr
 	var dests []string
 	err = s.store.Write(ctx, func(tx storage.Tx) error {
 		for _, u := range users {
@@ -310,13 +305,12 @@ func (s *Server) CreateGroup(ctx context.Context, c Caller, req wire.CreateGroup
 			members = append(members, wire.Member{User: u, Role: role})
 		}
 		meta := req.GroupMeta
-		woken, dests, err = s.groupEvent(tx, id, wire.Event{Action: wire.GroupCreated, Actor: c.UserID, Meta: &meta, Members: members})
+		dests, err = s.groupEvent(tx, id, wire.Event{Action: wire.GroupCreated, Actor: c.UserID, Meta: &meta, Members: members})
 		return err
 	})
 	if err != nil {
 		return wire.Group{}, internal(ctx, err)
 	}
-	s.wake(woken)
 	s.wakeOutbox(dests)
 	s.log.InfoContext(ctx, "group created", "group", id, "owner", c.UserID, "members", len(users)+1)
 	return s.GetGroup(ctx, c, id)
@@ -639,7 +633,6 @@ func (s *Server) DeleteGroup(ctx context.Context, c Caller, id string) error {
 	if hub, err := s.remoteHub(ctx, id); err != nil || hub != "" {
 		return s.proxied(ctx, hub, id, err, wire.GroupOp{Op: wire.OpDelete, Actor: c.UserID})
 	}
-	var woken []deviceAddr
 	var dests []string
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
 		st, err := s.loadGroup(tx, id, c.UserID)
@@ -658,7 +651,7 @@ func (s *Server) DeleteGroup(ctx context.Context, c Caller, id string) error {
 				invited = append(invited, m.UserID)
 			}
 		}
-		woken, dests, err = s.groupEvent(tx, id, wire.Event{Action: wire.GroupDeleted, Actor: c.UserID}, invited...)
+		dests, err = s.groupEvent(tx, id, wire.Event{Action: wire.GroupDeleted, Actor: c.UserID}, invited...)
 		if err != nil {
 			return err
 		}
@@ -667,7 +660,6 @@ func (s *Server) DeleteGroup(ctx context.Context, c Caller, id string) error {
 	if err != nil {
 		return internal(ctx, err)
 	}
-	s.wake(woken)
 	s.wakeOutbox(dests)
 	return nil
 }

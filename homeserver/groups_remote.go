@@ -174,7 +174,6 @@ func (in *inbound) groupEvent(it wire.FedItem) error {
 		for _, d := range devs {
 			entries = append(entries, storage.InboxEntry{UserID: u, DeviceID: d, Kind: storage.EntryGroup,
 				Conversation: it.Conversation, Seq: it.Seq, ExpiresAt: expires, Payload: payload})
-			in.woken = append(in.woken, deviceAddr{User: u, Device: d})
 		}
 	}
 	if err := tx.InsertInbox(entries); err != nil {

@@ -28,19 +28,21 @@ type Options struct {
 }
 
 // Notifier is told about changes after they are committed. The socket layer
-// implements it to wake the sessions of the devices concerned; it must not
-// block.
+// implements it to hand new events to the sessions of the devices
+// concerned; it must not block. InboxAdded calls come in commit order (ids
+// only grow), one at a time: for every device, the events after any
+// committed point arrive complete and in order.
 type Notifier interface {
-	InboxChanged(userID string, deviceID uint32)
+	InboxAdded(userID string, deviceID uint32, ev InboxEvent)
 	PreKeysLow(userID string, deviceID uint32, count int)
 	DeviceRemoved(userID string, deviceID uint32)
 }
 
 type nopNotifier struct{}
 
-func (nopNotifier) InboxChanged(string, uint32)    {}
-func (nopNotifier) PreKeysLow(string, uint32, int) {}
-func (nopNotifier) DeviceRemoved(string, uint32)   {}
+func (nopNotifier) InboxAdded(string, uint32, InboxEvent) {}
+func (nopNotifier) PreKeysLow(string, uint32, int)        {}
+func (nopNotifier) DeviceRemoved(string, uint32)          {}
 
 // Server is the homeserver domain for one domain name.
 type Server struct {
@@ -71,7 +73,9 @@ func New(store storage.Store, opts Options, log *slog.Logger) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Server{store: store, opts: opts, log: log, notify: nopNotifier{}}, nil
+	s := &Server{store: store, opts: opts, log: log, notify: nopNotifier{}}
+	store.OnInboxAdded(s.inboxAdded)
+	return s, nil
 }
 
 // SetNotifier must be called before the server handles requests.
@@ -129,13 +133,6 @@ func devicesWithKeys(tx storage.Tx, userID string) ([]storage.Device, error) {
 }
 
 type deviceAddr = wire.DeviceAddress
-
-// wake tells the notifier about every device in addrs.
-func (s *Server) wake(addrs []deviceAddr) {
-	for _, a := range addrs {
-		s.notify.InboxChanged(a.User, a.Device)
-	}
-}
 
 // internal wraps a storage failure for the transport to log and report as
 // "internal".

@@ -71,7 +71,6 @@ func (s *Server) UploadKeys(ctx context.Context, c Caller, up wire.KeyUpload) (i
 	}
 
 	var count int
-	var woken []deviceAddr
 	var dests []string
 	err = s.store.Write(ctx, func(tx storage.Tx) error {
 		d, err := tx.Device(c.UserID, c.DeviceID)
@@ -114,16 +113,15 @@ func (s *Server) UploadKeys(ctx context.Context, c Caller, up wire.KeyUpload) (i
 		if count, err = tx.CountPreKeys(c.UserID, c.DeviceID); err != nil {
 			return err
 		}
-		woken, dests = nil, nil
+		dests = nil
 		if changed {
-			woken, dests, err = s.announceDeviceList(tx, c.UserID, c.DeviceID)
+			dests, err = s.announceDeviceList(tx, c.UserID, c.DeviceID)
 		}
 		return err
 	})
 	if err != nil {
 		return 0, internal(ctx, err)
 	}
-	s.wake(woken)
 	s.wakeOutbox(dests)
 	return count, nil
 }
@@ -312,27 +310,26 @@ func (s *Server) claimLocal(ctx context.Context, userID string, devices []uint32
 // announceDeviceList queues a device_list event for every device (with
 // keys) of the user's contacts and of the user's other devices, so that
 // their clients re-key. It runs inside the Write that changed the list, so
-// the notice cannot be lost. It returns the devices to wake.
-func (s *Server) announceDeviceList(tx storage.Tx, userID string, except uint32) ([]deviceAddr, []string, error) {
+// the notice cannot be lost. It returns the destinations to wake.
+func (s *Server) announceDeviceList(tx storage.Tx, userID string, except uint32) ([]string, error) {
 	contacts, err := tx.Contacts(userID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	dests, err := s.announceRemote(tx, userID, contacts)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	payload := mustJSON(wire.Event{Type: wire.EventDeviceList, User: userID})
 	expires := s.now().Add(s.opts.Retention)
 	var entries []storage.InboxEntry
-	var woken []deviceAddr
 	for _, u := range append(contacts, userID) {
 		if !s.isLocal(u) {
 			continue
 		}
 		devs, err := tx.KeyedDevices(u)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		for _, d := range devs {
 			if u == userID && d == except {
@@ -340,8 +337,7 @@ func (s *Server) announceDeviceList(tx storage.Tx, userID string, except uint32)
 			}
 			entries = append(entries, storage.InboxEntry{UserID: u, DeviceID: d, Kind: storage.EntryDeviceList,
 				ExpiresAt: expires, Payload: payload})
-			woken = append(woken, deviceAddr{User: u, Device: d})
 		}
 	}
-	return woken, dests, tx.InsertInbox(entries)
+	return dests, tx.InsertInbox(entries)
 }

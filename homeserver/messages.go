@@ -75,10 +75,9 @@ func (s *Server) store1(ctx context.Context, c Caller, req wire.SendRequest, con
 	p := s.prepare(outgoing{conv: convID, sender: c.UserID, senderDevice: c.DeviceID, clientID: req.ClientID,
 		envelopes: req.Envelopes, shared: req.Shared, sentAt: s.now(), create: create})
 	var res wire.SendResult
-	var woken []deviceAddr
 	var dests []string
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
-		woken, dests = nil, nil
+		dests = nil
 		prev, err := tx.MessageByClientID(c.UserID, c.DeviceID, req.ClientID)
 		if err == nil {
 			if prev.Conversation != convID {
@@ -92,15 +91,14 @@ func (s *Server) store1(ctx context.Context, c Caller, req wire.SendRequest, con
 		if err := check(tx); err != nil {
 			return err
 		}
-		seq, w, d, err := s.sequence(tx, p)
-		woken, dests = w, d
+		seq, d, err := s.sequence(tx, p)
+		dests = d
 		res = wire.SendResult{ClientID: req.ClientID, Conversation: convID, Seq: seq, SentAt: p.sentAt, Status: wire.SendSent}
 		return err
 	})
 	if err != nil {
 		return wire.SendResult{}, internal(ctx, err)
 	}
-	s.wake(woken)
 	s.wakeOutbox(dests)
 	return res, nil
 }
@@ -152,17 +150,17 @@ func (s *Server) prepare(o outgoing) prepared {
 // sequence gives p the conversation's next seq, records it, and routes
 // its ciphertexts: local devices get inbox entries, each other homeserver
 // one queued message item with its devices' ciphertexts (a shared one
-// once). It returns the local devices and the destinations to wake.
-func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []deviceAddr, []string, error) {
+// once). It returns the destinations to wake.
+func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []string, error) {
 	seq, err := tx.NextSeq(p.conv)
 	if notFound(err) && p.create != nil {
 		if err := p.create(tx); err != nil {
-			return 0, nil, nil, err
+			return 0, nil, err
 		}
 		seq, err = tx.NextSeq(p.conv)
 	}
 	if err != nil {
-		return 0, nil, nil, err
+		return 0, nil, err
 	}
 	m := storage.Message{Conversation: p.conv, Seq: seq, Sender: p.sender, SenderDevice: p.senderDevice,
 		ClientID: p.clientID, SentAt: p.sentAt, ExpiresAt: p.expires}
@@ -171,12 +169,11 @@ func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []deviceAddr, []st
 	}
 	msgID, err := tx.InsertMessage(m)
 	if err != nil {
-		return 0, nil, nil, err
+		return 0, nil, err
 	}
 	entry := storage.InboxEntry{Kind: storage.EntryMessage, Conversation: p.conv, Seq: seq, MessageID: msgID,
 		Sender: p.sender, ExpiresAt: p.expires}
 	entries := make([]storage.InboxEntry, 0, len(p.envelopes)+deviceCount(p.shared))
-	var woken []deviceAddr
 	remote := map[string]*wire.FedItem{}
 	var dests []string
 	remoteItem := func(user string) *wire.FedItem {
@@ -202,10 +199,10 @@ func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []deviceAddr, []st
 		}
 		entry.UserID, entry.DeviceID, entry.Payload = e.User, e.Device, withSeq(p.payloads[i], seq)
 		entries = append(entries, entry)
-		woken = append(woken, deviceAddr{User: e.User, Device: e.Device})
 	}
 	if p.shared != nil {
 		payload := withSeq(p.sharedEv, seq)
+		entry.SharedBody = p.shared.Body
 		for _, d := range p.shared.Devices {
 			if !s.isLocal(d.User) {
 				it := remoteItem(d.User)
@@ -217,18 +214,17 @@ func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []deviceAddr, []st
 			}
 			entry.UserID, entry.DeviceID, entry.Payload = d.User, d.Device, payload
 			entries = append(entries, entry)
-			woken = append(woken, d)
 		}
 	}
 	if err := tx.InsertInbox(entries); err != nil {
-		return 0, nil, nil, err
+		return 0, nil, err
 	}
 	for _, d := range dests {
 		if err := s.enqueue(tx, d, *remote[d]); err != nil {
-			return 0, nil, nil, err
+			return 0, nil, err
 		}
 	}
-	return seq, woken, dests, nil
+	return seq, dests, nil
 }
 
 func deviceCount(sh *wire.Shared) int {
@@ -334,10 +330,26 @@ func sortAddrs(a []deviceAddr) {
 	})
 }
 
-// InboxEvent is one pending inbox entry, encoded as the device receives it.
+// InboxEvent is one pending inbox entry. It is encoded only when written
+// (JSON), by whoever writes it: a socket's own goroutine, not the commit
+// path that hands out new entries.
 type InboxEvent struct {
-	ID   int64
-	JSON []byte
+	ID      int64
+	payload []byte // the event without its id (and without a shared body)
+	shared  []byte // a group message's shared ciphertext, stored once
+}
+
+func inboxEvent(e storage.InboxEntry) InboxEvent {
+	return InboxEvent{ID: e.ID, payload: e.Payload, shared: e.SharedBody}
+}
+
+// JSON encodes the event as the device receives it.
+func (e InboxEvent) JSON() []byte {
+	js := e.payload
+	if e.shared != nil {
+		js = withBody(js, e.shared)
+	}
+	return withField(js, "id", e.ID)
 }
 
 // Inbox returns up to limit pending events of the caller's device after id
@@ -360,13 +372,18 @@ func (s *Server) Inbox(ctx context.Context, c Caller, after int64, limit int) ([
 	}
 	out := make([]InboxEvent, len(entries))
 	for i, e := range entries {
-		js := e.Payload
-		if e.SharedBody != nil {
-			js = withBody(js, e.SharedBody)
-		}
-		out[i] = InboxEvent{ID: e.ID, JSON: withField(js, "id", e.ID)}
+		out[i] = inboxEvent(e)
 	}
 	return out, more, nil
+}
+
+// inboxAdded is the storage listener: it hands each committed entry to the
+// notifier, in commit order, so connected devices get new events without
+// reading them back.
+func (s *Server) inboxAdded(added []storage.InboxEntry) {
+	for _, e := range added {
+		s.notify.InboxAdded(e.UserID, e.DeviceID, inboxEvent(e))
+	}
 }
 
 // MaxAckIDs bounds one acknowledgement.
@@ -384,10 +401,9 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	var woken []deviceAddr
 	var dests []string
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
-		woken, dests = woken[:0], nil
+		dests = nil
 		deleted, err := tx.DeleteInbox(c.UserID, c.DeviceID, ids)
 		if err != nil {
 			return err
@@ -413,7 +429,6 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 				continue // a copy of our own message on another device
 			}
 			var r []storage.InboxEntry
-			var w []deviceAddr
 			if IsGroupID(m.Conversation) {
 				n, err := tx.AddDelivered(m.ID)
 				if err != nil {
@@ -421,7 +436,7 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 				}
 				payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
 					Conversation: m.Conversation, Group: m.Conversation, Seq: m.Seq, Count: n})
-				r, w, err = s.summaryEntries(tx, m.Sender, m.Conversation, m.Seq, storage.EntryDeliveredSummary, payload)
+				r, err = s.summaryEntries(tx, m.Sender, m.Conversation, m.Seq, storage.EntryDeliveredSummary, payload)
 				if err != nil {
 					return err
 				}
@@ -436,20 +451,18 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 			} else {
 				payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
 					Conversation: m.Conversation, Seq: m.Seq, By: c.UserID, ByDevice: c.DeviceID})
-				r, w, err = s.receiptEntries(tx, m.Sender, m.Conversation, m.Seq, storage.EntryReceipt, payload)
+				r, err = s.receiptEntries(tx, m.Sender, m.Conversation, m.Seq, storage.EntryReceipt, payload)
 				if err != nil {
 					return err
 				}
 			}
 			receipts = append(receipts, r...)
-			woken = append(woken, w...)
 		}
 		return tx.InsertInbox(receipts)
 	})
 	if err != nil {
 		return internal(ctx, err)
 	}
-	s.wake(woken)
 	s.wakeOutbox(dests)
 	return nil
 }
@@ -468,10 +481,9 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 	if req.Seq == 0 {
 		return invalid("seq", "seq must be at least 1")
 	}
-	var woken []deviceAddr
 	var dests []string
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
-		woken, dests = woken[:0], nil
+		dests = nil
 		conv, err := tx.Conversation(req.Conversation)
 		if notFound(err) {
 			return refuse(wire.CodeNotFound, "no conversation %q", req.Conversation)
@@ -506,12 +518,11 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 				}
 				payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusRead,
 					Conversation: conv.ID, Group: conv.ID, Seq: sd.Seq, Count: n})
-				r, w, err := s.summaryEntries(tx, sd.Sender, conv.ID, sd.Seq, storage.EntryReadSummary, payload)
+				r, err := s.summaryEntries(tx, sd.Sender, conv.ID, sd.Seq, storage.EntryReadSummary, payload)
 				if err != nil {
 					return err
 				}
 				receipts = append(receipts, r...)
-				woken = append(woken, w...)
 			}
 			return tx.InsertInbox(receipts)
 		}
@@ -530,19 +541,17 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 				}
 				continue
 			}
-			r, w, err := s.receiptEntries(tx, m, conv.ID, req.Seq, storage.EntryReceipt, payload)
+			r, err := s.receiptEntries(tx, m, conv.ID, req.Seq, storage.EntryReceipt, payload)
 			if err != nil {
 				return err
 			}
 			receipts = append(receipts, r...)
-			woken = append(woken, w...)
 		}
 		return tx.InsertInbox(receipts)
 	})
 	if err != nil {
 		return internal(ctx, err)
 	}
-	s.wake(woken)
 	s.wakeOutbox(dests)
 	return nil
 }
@@ -550,38 +559,36 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 // summaryEntries replaces any pending summary of the same kind for the
 // user's devices by a new one, inserted at once (so that a second summary
 // in the same transaction replaces it too); it returns no entries to insert.
-func (s *Server) summaryEntries(tx storage.Tx, user, conv string, seq uint64, kind string, payload []byte) ([]storage.InboxEntry, []deviceAddr, error) {
+func (s *Server) summaryEntries(tx storage.Tx, user, conv string, seq uint64, kind string, payload []byte) ([]storage.InboxEntry, error) {
 	devs, err := tx.KeyedDevices(user)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, d := range devs {
 		if err := tx.DeleteInboxKind(user, d, kind, conv); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	entries, woken, err := s.receiptEntries(tx, user, conv, seq, kind, payload)
+	entries, err := s.receiptEntries(tx, user, conv, seq, kind, payload)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return nil, woken, tx.InsertInbox(entries)
+	return nil, tx.InsertInbox(entries)
 }
 
 // receiptEntries builds one receipt entry for every device of user.
-func (s *Server) receiptEntries(tx storage.Tx, user, conv string, seq uint64, kind string, payload []byte) ([]storage.InboxEntry, []deviceAddr, error) {
+func (s *Server) receiptEntries(tx storage.Tx, user, conv string, seq uint64, kind string, payload []byte) ([]storage.InboxEntry, error) {
 	devs, err := tx.KeyedDevices(user)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	expires := s.now().Add(s.opts.Retention)
 	entries := make([]storage.InboxEntry, 0, len(devs))
-	woken := make([]deviceAddr, 0, len(devs))
 	for _, d := range devs {
 		entries = append(entries, storage.InboxEntry{UserID: user, DeviceID: d, Kind: kind,
 			Conversation: conv, Seq: seq, ExpiresAt: expires, Payload: payload})
-		woken = append(woken, deviceAddr{User: user, Device: d})
 	}
-	return entries, woken, nil
+	return entries, nil
 }
 
 // withSeq puts "seq":N into an encoded event.

@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"fmt"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,4 +69,83 @@ func TestRemovedDeviceIsDisconnected(t *testing.T) {
 	for range ps.events {
 	}
 	s.refused(401, wire.CodeUnknownToken, "GET", "/v1/ws", phone.token(), nil)
+}
+
+// A connected device gets its events from the commit path, not by reading
+// them back: with the default MaxPending, the two sockets here read
+// storage once each (to catch up at connect), however many messages and
+// receipts reach them. With MaxPending 2, bursts (20 receipts committed at
+// once) overflow what a socket may hold, and the socket catches up from
+// storage instead. Either way each socket receives exactly what its inbox
+// holds, byte for byte, once, in id order.
+func TestSocketLiveDelivery(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		maxPending int
+	}{{"handed-over", 0}, {"overflowing", 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServerExtra(t, "", []func(*setup.Extra){func(e *setup.Extra) {
+				e.Client.MaxPending = tc.maxPending
+			}})
+			alice := s.register("alice", 5)
+			bob := s.register("bob", 5)
+			as, bs := alice.dial(), bob.dial()
+			as.until(wire.EventCaughtUp)
+			bs.until(wire.EventCaughtUp)
+			for round := range 5 {
+				for i := range 20 {
+					id := fmt.Sprintf("r%d-%d", round, i)
+					if status, _, e := alice.send(id, "bob@localhost", bob.addr()); status != 200 {
+						t.Fatalf("send %s: %d %+v", id, status, e)
+					}
+				}
+				msgs := receiveExactly(t, bs, bob, 20)
+				bob.ack(msgs...) // one commit with 20 receipts for alice's device
+				receipts := receiveExactly(t, as, alice, 20)
+				for i, r := range receipts {
+					if r.Type != wire.EventReceipt || r.Seq != msgs[i].Seq {
+						t.Fatalf("round %d: receipt %d is %+v, want one for seq %d", round, i, r, msgs[i].Seq)
+					}
+				}
+				alice.ack(receipts...)
+			}
+			reads := s.node.SocketInboxReads()
+			if tc.maxPending == 0 && reads != 2 {
+				t.Fatalf("sockets read their inbox %d times, want 2 (one catch-up each)", reads)
+			}
+			if tc.maxPending > 0 && reads <= 2 {
+				t.Fatalf("sockets read their inbox %d times: no burst fell back to storage", reads)
+			}
+			t.Logf("inbox reads by sockets: %d", reads)
+		})
+	}
+}
+
+// receiveExactly takes n events from the socket and checks them against
+// the device's inbox (read over REST, nothing acknowledged yet): the same
+// events, in id order, each once.
+func receiveExactly(t *testing.T, sock *socket, d *device, n int) []wire.Event {
+	t.Helper()
+	got := make([]wire.Event, 0, n)
+	for len(got) < n {
+		got = append(got, sock.next(wire.EventCaughtUp))
+	}
+	want := d.inbox()
+	if len(want) != n {
+		t.Fatalf("inbox holds %d events, want %d", len(want), n)
+	}
+	for i := range got {
+		if i > 0 && got[i].ID <= got[i-1].ID {
+			t.Fatalf("event %d has id %d after %d: not in id order", i, got[i].ID, got[i-1].ID)
+		}
+		if !reflect.DeepEqual(got[i], want[i]) {
+			t.Fatalf("event %d on the socket:\n %+v\nin the inbox:\n %+v", i, got[i], want[i])
+		}
+	}
+	select {
+	case ev := <-sock.events:
+		t.Fatalf("an event more than the inbox holds: %+v", ev)
+	case <-time.After(50 * time.Millisecond):
+	}
+	return got
 }

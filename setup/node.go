@@ -236,6 +236,10 @@ func (n *Node) Homeserver() *homeserver.Server { return n.hs }
 // Sockets is the number of connected device sockets.
 func (n *Node) Sockets() int { return n.api.Sockets() }
 
+// SocketInboxReads is how many times sockets have read their inbox from
+// storage (catching up after a connect, or after falling behind).
+func (n *Node) SocketInboxReads() int64 { return n.api.SocketInboxReads() }
+
 // Close shuts down in reverse start order: stop accepting, close sockets
 // (clients reconnect elsewhere and read their inboxes), finish in-flight
 // requests within ctx, then flush and close storage.

@@ -34,6 +34,14 @@ type Store interface {
 	// no effects outside tx (collect results in variables it assigns anew
 	// on each run).
 	Write(ctx context.Context, fn func(Tx) error) error
+	// OnInboxAdded registers fn, called after every commit that inserted
+	// inbox entries with those entries (IDs set, in id order). Calls come
+	// in commit order, one at a time, so that a listener holding the
+	// entries after a device's cursor sees them complete and in order: this
+	// is how a connected device gets its events without reading them back.
+	// fn runs on the commit path and must not block. Register it before the
+	// first Write.
+	OnInboxAdded(fn func(added []InboxEntry))
 	Close() error
 }
 
@@ -335,7 +343,9 @@ type InboxEntry struct {
 	Sender       string    // the message's sender, for message entries: an ack needs no lookup
 	ExpiresAt    time.Time // zero: never expires
 	Payload      []byte
-	// SharedBody is the message's shared ciphertext (filled in by Inbox),
-	// which the payload leaves out.
+	// SharedBody is the message's shared ciphertext, which the payload
+	// leaves out: filled in by Inbox, and set by the writer of a group
+	// message so that OnInboxAdded listeners get it too (InsertInbox does
+	// not store it: messages.body holds it once).
 	SharedBody []byte
 }

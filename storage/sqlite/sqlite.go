@@ -41,6 +41,7 @@ type Store struct {
 	opts   Options
 
 	commits, writeCount atomic.Int64
+	listener            atomic.Pointer[func([]storage.InboxEntry)]
 }
 
 // Stats counts Writes and the commits that carried them; writes/commits is

@@ -13,10 +13,16 @@ import (
 var ErrClosed = errors.New("sqlite: store closed")
 
 type writeReq struct {
-	ctx  context.Context
-	fn   func(storage.Tx) error
-	done chan error
+	ctx   context.Context
+	fn    func(storage.Tx) error
+	done  chan error
+	added []storage.InboxEntry // inbox entries fn inserted, if it succeeded
 }
+
+// OnInboxAdded implements storage.Store: the writer calls fn after each
+// commit, before it answers the batch's Writes and before it begins the
+// next transaction, so calls are in commit order and ids only grow.
+func (s *Store) OnInboxAdded(fn func([]storage.InboxEntry)) { s.listener.Store(&fn) }
 
 // Write queues fn for the writer goroutine and waits until the commit that
 // holds it is durable. If ctx ends while fn is still queued, Write returns
@@ -82,6 +88,17 @@ func (s *Store) commit(batch []*writeReq) {
 	}
 	s.commits.Add(1)
 	s.writeCount.Add(int64(len(batch)))
+	if fn := s.listener.Load(); fn != nil {
+		var added []storage.InboxEntry
+		for i, r := range batch {
+			if results[i] == nil {
+				added = append(added, r.added...)
+			}
+		}
+		if len(added) > 0 {
+			(*fn)(added)
+		}
+	}
 	for i, r := range batch {
 		r.done <- results[i]
 	}
@@ -105,23 +122,28 @@ func (s *Store) run(batch []*writeReq, savepoints bool) (results []error, ok boo
 	}
 	results = make([]error, len(batch))
 	for i, r := range batch {
+		r.added = nil
 		if err := r.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
+		stx := sqlstore.NewTx(ctx, tx, dialect{})
 		if !savepoints {
-			if err := runFn(r, sqlstore.NewTx(ctx, tx, dialect{})); err != nil {
+			if err := runFn(r, stx); err != nil {
 				tx.Rollback()
 				return nil, false
 			}
+			r.added = stx.Added()
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
 			tx.Rollback()
 			return fail(fmt.Errorf("sqlite: savepoint: %w", err))
 		}
-		err := runFn(r, sqlstore.NewTx(ctx, tx, dialect{}))
-		if err != nil {
+		err := runFn(r, stx)
+		if err == nil {
+			r.added = stx.Added()
+		} else {
 			if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
 				tx.Rollback()
 				return fail(fmt.Errorf("sqlite: rollback to savepoint: %w (after %w)", rbErr, err))

@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"database/sql"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -45,8 +47,25 @@ func (t *Tx) InsertInbox(entries []storage.InboxEntry) error {
 			}
 			args = append(args, e.UserID, e.DeviceID, e.Kind, e.Conversation, e.Seq, msgID, e.Sender, ms(e.ExpiresAt), e.Payload)
 		}
-		if _, err := t.exec(insertInboxSQL(n), args...); err != nil {
+		rows, err := t.query(insertInboxSQL(n), args...)
+		if err != nil {
 			return err
+		}
+		ids, err := collect(rows, func(r interface{ Scan(...any) error }) (id int64, err error) {
+			return id, r.Scan(&id)
+		})
+		if err != nil {
+			return err
+		}
+		if len(ids) != n {
+			return fmt.Errorf("sqlstore: inserting %d inbox entries returned %d ids", n, len(ids))
+		}
+		// Rows get ids in the order of the VALUES list; RETURNING need not
+		// list them in that order.
+		slices.Sort(ids)
+		for i, e := range entries[:n] {
+			e.ID = ids[i]
+			t.added = append(t.added, e)
 		}
 		entries = entries[n:]
 	}
@@ -68,6 +87,7 @@ func insertInboxSQL(rows int) string {
 		}
 		b.WriteString(row)
 	}
+	b.WriteString(` RETURNING id`)
 	q := b.String()
 	insertInboxQueries.Store(rows, q)
 	return q

@@ -30,6 +30,7 @@ type Tx struct {
 	ctx     context.Context
 	tx      *sql.Tx
 	dialect Dialect
+	added   []storage.InboxEntry // inserted by InsertInbox, IDs set
 }
 
 // NewTx wraps tx for the duration of one storage transaction.
@@ -39,11 +40,20 @@ func NewTx(ctx context.Context, tx *sql.Tx, d Dialect) *Tx {
 
 var _ storage.Tx = (*Tx)(nil)
 
+// Added returns the inbox entries this transaction inserted, in id order:
+// what the engine hands its OnInboxAdded listener after the commit.
+func (t *Tx) Added() []storage.InboxEntry { return t.added }
+
 // rebound caches rewritten queries: the set of query strings is fixed.
-var rebound sync.Map // dialect type + query -> string
+var rebound sync.Map // reboundKey -> string
+
+type reboundKey struct {
+	dialect Dialect
+	query   string
+}
 
 func (t *Tx) q(query string) string {
-	key := fmt.Sprintf("%T\x00%s", t.dialect, query)
+	key := reboundKey{t.dialect, query}
 	if s, ok := rebound.Load(key); ok {
 		return s.(string)
 	}
