@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,12 +37,16 @@ type Options struct {
 type Store struct {
 	read   *sql.DB
 	write  *sql.DB
+	ckpt   *sql.DB // the checkpointer's connection
 	writes chan *writeReq
 	done   chan struct{}
 	opts   Options
 
+	stopCkpt, ckptDone chan struct{}
+
 	commits, writeCount atomic.Int64
 	listener            atomic.Pointer[func([]storage.InboxEntry)]
+	devices             *sqlstore.DeviceCache // owned by the writer goroutine
 }
 
 // Stats counts Writes and the commits that carried them; writes/commits is
@@ -72,9 +77,16 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	// Preparing costs more than running most of Parley's statements: keep
 	// each connection's prepared statements (the set of queries is fixed).
 	q.Set("_stmt_cache_size", "128")
+	// Each connection is used by one goroutine at a time (database/sql
+	// hands it out), so SQLite's own per-call mutexes are pure cost.
+	q.Set("_mutex", "no")
+	// 32 MiB of page cache for the writer (the default is 2 MiB): the
+	// unique indexes of messages take inserts all over their trees, and a
+	// miss is a read from the OS inside the single writer.
+	q.Set("_cache_size", "-32768")
 	dsn := "file:" + path + "?" + q.Encode()
 
-	write, err := sql.Open("sqlite3", dsn)
+	write, err := sql.Open(writerDriver(), dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -86,6 +98,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 
 	q.Set("_txlock", "deferred")
 	q.Set("mode", "ro")
+	q.Set("_cache_size", "-8192")
 	read, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		write.Close()
@@ -95,14 +108,70 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
 
-	s := &Store{read: read, write: write, writes: make(chan *writeReq, 4*opts.MaxBatch), done: make(chan struct{}), opts: opts}
+	q.Del("mode")
+	ckpt, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		write.Close()
+		read.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	ckpt.SetMaxOpenConns(1)
+
+	s := &Store{read: read, write: write, ckpt: ckpt, writes: make(chan *writeReq, 4*opts.MaxBatch),
+		done: make(chan struct{}), stopCkpt: make(chan struct{}), ckptDone: make(chan struct{}), opts: opts,
+		devices: sqlstore.NewDeviceCache(1 << 16)}
 	if err := s.migrate(ctx); err != nil {
 		write.Close()
 		read.Close()
+		ckpt.Close()
 		return nil, err
 	}
 	go s.writer()
+	go s.checkpointer()
 	return s, nil
+}
+
+// The writer's connections do not checkpoint the WAL themselves (SQLite's
+// default is to do it inside the commit that crosses 1,000 pages, which
+// stalls every Write queued behind it); the checkpointer goroutine does,
+// on its own connection, concurrently with the writer.
+var registerWriter sync.Once
+
+func writerDriver() string {
+	const name = "sqlite3-parley-writer"
+	registerWriter.Do(func() {
+		sql.Register(name, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+			_, err := c.Exec(`PRAGMA wal_autocheckpoint = 0`, nil)
+			return err
+		}})
+	})
+	return name
+}
+
+// checkpointInterval is how often the checkpointer copies committed WAL
+// frames into the database file when there were commits.
+const checkpointInterval = 100 * time.Millisecond
+
+// checkpointer runs passive checkpoints (they never block the writer or
+// readers) while commits happen, so the WAL is reset and stays small.
+func (s *Store) checkpointer() {
+	defer close(s.ckptDone)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	var seen int64
+	for {
+		select {
+		case <-s.stopCkpt:
+			return
+		case <-t.C:
+		}
+		if n := s.commits.Load(); n != seen {
+			seen = n
+			// A failure (a reader holding an old snapshot, say) only
+			// delays the checkpoint to the next tick.
+			s.ckpt.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		}
+	}
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -154,7 +223,9 @@ func (s *Store) Read(ctx context.Context, fn func(storage.Tx) error) error {
 func (s *Store) Close() error {
 	close(s.writes)
 	<-s.done
-	return errors.Join(s.write.Close(), s.read.Close())
+	close(s.stopCkpt)
+	<-s.ckptDone
+	return errors.Join(s.write.Close(), s.read.Close(), s.ckpt.Close())
 }
 
 type dialect struct{}

@@ -274,3 +274,92 @@ func TestDeleteInboxBatchSizes(t *testing.T) {
 		}
 	}
 }
+
+// Write transactions answer KeyedDevices from the writer's device cache.
+// It must agree with the database at every step: after keys are set, after
+// a device is removed, and after a Write that changed devices failed and
+// was rolled back (alone, inside a shared commit, or on its own).
+func TestDeviceCacheStaysExact(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	const user = "carol@x"
+	if err := addAccount(ctx, s, user); err != nil {
+		t.Fatal(err)
+	}
+	keys := storage.DeviceKeys{IdentityKey: []byte("ik"), SignedPreKey: storage.SignedPreKey{PublicKey: []byte("p"), Signature: []byte("s")}}
+	write := func(fn func(tx storage.Tx) error) error { return s.Write(ctx, fn) }
+	check := func(step string, want ...uint32) {
+		t.Helper()
+		var inWrite, inRead []uint32
+		if err := write(func(tx storage.Tx) (err error) { inWrite, err = tx.KeyedDevices(user); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Read(ctx, func(tx storage.Tx) (err error) { inRead, err = tx.KeyedDevices(user); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(inWrite) != fmt.Sprint(want) || fmt.Sprint(inRead) != fmt.Sprint(want) {
+			t.Fatalf("%s: write tx sees %v, read tx %v, want %v", step, inWrite, inRead, want)
+		}
+	}
+	addDevice := func(id uint32, withKeys bool) error {
+		return write(func(tx storage.Tx) error {
+			if err := tx.InsertDevice(storage.Device{UserID: user, DeviceID: id, TokenHash: []byte(fmt.Sprint("t", id))}); err != nil {
+				return err
+			}
+			if withKeys {
+				return tx.SetDeviceKeys(user, id, keys)
+			}
+			return nil
+		})
+	}
+	check("no devices")
+	if err := addDevice(1, true); err != nil {
+		t.Fatal(err)
+	}
+	check("one device", 1)
+	if err := addDevice(2, false); err != nil {
+		t.Fatal(err)
+	}
+	check("a device without keys", 1)
+	if err := write(func(tx storage.Tx) error { return tx.SetDeviceKeys(user, 2, keys) }); err != nil {
+		t.Fatal(err)
+	}
+	check("keys uploaded", 1, 2)
+
+	// A Write that adds a device, reads it back (filling the cache inside
+	// its own transaction) and then fails leaves no trace, also when it
+	// shares its commit with others.
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := write(func(tx storage.Tx) error {
+				if i%2 == 0 {
+					_, err := tx.KeyedDevices(user)
+					return err
+				}
+				if err := tx.InsertDevice(storage.Device{UserID: user, DeviceID: 3, TokenHash: []byte("t3")}); err != nil {
+					return err
+				}
+				if err := tx.SetDeviceKeys(user, 3, keys); err != nil {
+					return err
+				}
+				if devs, err := tx.KeyedDevices(user); err != nil || len(devs) != 3 {
+					return fmt.Errorf("inside the write: %v %v", devs, err)
+				}
+				return errors.New("refused on purpose")
+			})
+			if (i%2 == 0) != (err == nil) {
+				t.Errorf("write %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	check("after rolled-back additions", 1, 2)
+	if err := write(func(tx storage.Tx) error { return tx.DeleteDevice(user, 1) }); err != nil {
+		t.Fatal(err)
+	}
+	check("device removed", 2)
+}

@@ -120,6 +120,7 @@ func (s *Store) run(batch []*writeReq, savepoints bool) (results []error, ok boo
 	if err != nil {
 		return fail(fmt.Errorf("sqlite: begin: %w", err))
 	}
+	defer s.devices.EndTx()
 	results = make([]error, len(batch))
 	for i, r := range batch {
 		r.added = nil
@@ -128,6 +129,7 @@ func (s *Store) run(batch []*writeReq, savepoints bool) (results []error, ok boo
 			continue
 		}
 		stx := sqlstore.NewTx(ctx, tx, dialect{})
+		stx.UseDeviceCache(s.devices)
 		if !savepoints {
 			if err := runFn(r, stx); err != nil {
 				tx.Rollback()

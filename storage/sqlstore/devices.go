@@ -19,6 +19,7 @@ func scanDevice(row interface{ Scan(...any) error }) (storage.Device, error) {
 }
 
 func (t *Tx) InsertDevice(d storage.Device) error {
+	t.devicesChanged(d.UserID)
 	_, err := t.exec(`INSERT INTO devices (`+deviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.UserID, d.DeviceID, d.Name, d.TokenHash, ms(d.CreatedAt),
 		d.IdentityKey, d.RegistrationID, d.SignedPreKey.ID, d.SignedPreKey.PublicKey, d.SignedPreKey.Signature)
@@ -44,7 +45,28 @@ func (t *Tx) Devices(userID string) ([]storage.Device, error) {
 	return collect(rows, scanDevice)
 }
 
+// devicesChanged keeps the device cache exact; it is called before the
+// change, so a failed statement costs a cache miss, never a stale answer.
+func (t *Tx) devicesChanged(userID string) {
+	if t.devices != nil {
+		t.devices.changed(userID)
+	}
+}
+
 func (t *Tx) KeyedDevices(userID string) ([]uint32, error) {
+	if t.devices != nil {
+		if devs, ok := t.devices.get(userID); ok {
+			return devs, nil
+		}
+	}
+	devs, err := t.keyedDevices(userID)
+	if err == nil && t.devices != nil {
+		t.devices.put(userID, devs)
+	}
+	return devs, err
+}
+
+func (t *Tx) keyedDevices(userID string) ([]uint32, error) {
 	rows, err := t.query(`SELECT device_id FROM devices WHERE user_id = ? AND identity_key IS NOT NULL
 		ORDER BY device_id`, userID)
 	if err != nil {
@@ -57,6 +79,7 @@ func (t *Tx) KeyedDevices(userID string) ([]uint32, error) {
 }
 
 func (t *Tx) DeleteDevice(userID string, deviceID uint32) error {
+	t.devicesChanged(userID)
 	if err := mustAffect(t.exec(`DELETE FROM devices WHERE user_id = ? AND device_id = ?`, userID, deviceID)); err != nil {
 		return err
 	}
@@ -68,6 +91,7 @@ func (t *Tx) DeleteDevice(userID string, deviceID uint32) error {
 }
 
 func (t *Tx) SetDeviceKeys(userID string, deviceID uint32, k storage.DeviceKeys) error {
+	t.devicesChanged(userID)
 	return mustAffect(t.exec(`UPDATE devices SET identity_key = ?, registration_id = ?, spk_id = ?, spk_public = ?,
 		spk_signature = ? WHERE user_id = ? AND device_id = ?`,
 		k.IdentityKey, k.RegistrationID, k.SignedPreKey.ID, k.SignedPreKey.PublicKey, k.SignedPreKey.Signature,

@@ -31,6 +31,7 @@ type Tx struct {
 	tx      *sql.Tx
 	dialect Dialect
 	added   []storage.InboxEntry // inserted by InsertInbox, IDs set
+	devices *DeviceCache         // nil: no cache (reads, multi-writer engines)
 }
 
 // NewTx wraps tx for the duration of one storage transaction.
@@ -39,6 +40,11 @@ func NewTx(ctx context.Context, tx *sql.Tx, d Dialect) *Tx {
 }
 
 var _ storage.Tx = (*Tx)(nil)
+
+// UseDeviceCache makes KeyedDevices answer from c where it can, and device
+// changes keep c exact. Only for write transactions of a single-writer
+// engine, which calls c.EndTx when the transaction ends.
+func (t *Tx) UseDeviceCache(c *DeviceCache) { t.devices = c }
 
 // Added returns the inbox entries this transaction inserted, in id order:
 // what the engine hands its OnInboxAdded listener after the commit.
