@@ -393,7 +393,8 @@ const MaxAckIDs = 1000
 // message another user sent, tells the sender's devices, in the same
 // commit: one "delivered" receipt per acknowledging device in a direct
 // conversation; in a group, one aggregated receipt per sender device
-// carrying how many devices have it.
+// carrying how many devices have it. Acknowledgements are low-priority
+// writes: sends queued behind a burst of them go first.
 func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 	if len(ids) > MaxAckIDs {
 		return invalid("ids", "at most %d ids per acknowledgement", MaxAckIDs)
@@ -402,7 +403,7 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 		return nil
 	}
 	var dests []string
-	err := s.store.Write(ctx, func(tx storage.Tx) error {
+	err := s.store.WriteLowPriority(ctx, func(tx storage.Tx) error {
 		dests = nil
 		deleted, err := tx.DeleteInbox(c.UserID, c.DeviceID, ids)
 		if err != nil {
@@ -482,7 +483,7 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 		return invalid("seq", "seq must be at least 1")
 	}
 	var dests []string
-	err := s.store.Write(ctx, func(tx storage.Tx) error {
+	err := s.store.WriteLowPriority(ctx, func(tx storage.Tx) error {
 		dests = nil
 		conv, err := tx.Conversation(req.Conversation)
 		if notFound(err) {

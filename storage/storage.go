@@ -34,8 +34,14 @@ type Store interface {
 	// no effects outside tx (collect results in variables it assigns anew
 	// on each run).
 	Write(ctx context.Context, fn func(Tx) error) error
+	// WriteLowPriority is Write for work that can wait behind Writes
+	// queued after it, such as acknowledgements: an engine that queues
+	// writes runs sends first, so a burst of 1,000 acknowledgements does
+	// not delay the next message. It is never starved.
+	WriteLowPriority(ctx context.Context, fn func(Tx) error) error
 	// OnInboxAdded registers fn, called after every commit that inserted
-	// inbox entries with those entries (IDs set, in id order). Calls come
+	// inbox entries with those entries (IDs set, in id order), less those
+	// the same commit deleted again (a summary superseded). Calls come
 	// in commit order, one at a time, so that a listener holding the
 	// entries after a device's cursor sees them complete and in order: this
 	// is how a connected device gets its events without reading them back.
@@ -119,8 +125,9 @@ type Tx interface {
 	// AddDelivered counts one more delivery of a message and returns the
 	// new count.
 	AddDelivered(messageID int64) (int, error)
-	// DeleteInboxKind deletes one device's entries of a kind in a
-	// conversation (a superseded receipt summary).
+	// DeleteInboxKind deletes one device's entries of a summary kind
+	// (EntryDeliveredSummary, EntryReadSummary) in a conversation: a
+	// superseded receipt summary. Other kinds are refused.
 	DeleteInboxKind(userID string, deviceID uint32, kind, conversationID string) error
 
 	// Groups

@@ -152,4 +152,12 @@ CREATE INDEX devices_keyed ON devices (user_id, device_id, identity_key) WHERE i
 	{5, "inbox rows name the message's sender, so an acknowledgement needs no lookup", `
 ALTER TABLE inbox ADD COLUMN sender TEXT NOT NULL DEFAULT '';
 `},
+	{6, "only receipt summaries are indexed by kind", `
+-- A group message puts a row in 1,000 devices' inboxes: every index whose
+-- key starts with the device takes a write in 1,000 places. Only summary
+-- rows are looked up by kind, so only they are in this index.
+DROP INDEX inbox_device_kind;
+CREATE INDEX inbox_summaries ON inbox (user_id, device_id, kind, conversation)
+	WHERE kind IN ('delivered_summary', 'read_summary');
+`},
 }

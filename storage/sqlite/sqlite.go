@@ -39,6 +39,7 @@ type Store struct {
 	write  *sql.DB
 	ckpt   *sql.DB // the checkpointer's connection
 	writes chan *writeReq
+	low    chan *writeReq // WriteLowPriority
 	done   chan struct{}
 	opts   Options
 
@@ -118,6 +119,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	ckpt.SetMaxOpenConns(1)
 
 	s := &Store{read: read, write: write, ckpt: ckpt, writes: make(chan *writeReq, 4*opts.MaxBatch),
+		low:  make(chan *writeReq, 4*opts.MaxBatch),
 		done: make(chan struct{}), stopCkpt: make(chan struct{}), ckptDone: make(chan struct{}), opts: opts,
 		devices: sqlstore.NewDeviceCache(1 << 16)}
 	if err := s.migrate(ctx); err != nil {
@@ -222,6 +224,7 @@ func (s *Store) Read(ctx context.Context, fn func(storage.Tx) error) error {
 // database.
 func (s *Store) Close() error {
 	close(s.writes)
+	close(s.low)
 	<-s.done
 	close(s.stopCkpt)
 	<-s.ckptDone

@@ -363,3 +363,99 @@ func TestDeviceCacheStaysExact(t *testing.T) {
 	}
 	check("device removed", 2)
 }
+
+// Low-priority Writes wait behind normal ones queued after them, but are
+// never starved: a waiting one goes after every three normal ones. Once a
+// batch holds a normal Write that has waited lowBudget (2 ms), it takes no
+// more low-priority ones, so a send is not held up by a burst of acks.
+func TestLowPriorityWrites(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		holdLow bool // the Write that holds the writer is low-priority
+		want    string
+	}{
+		{"fair", true, "normal normal normal low normal normal normal"},
+		{"send-bounded", false, "normal normal normal normal normal normal normal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, err := sqlite.Open(ctx, t.TempDir(), sqlite.Options{MaxBatch: 8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			// Hold the writer in a Write until both queues have filled up;
+			// the requests that join its batch show the order.
+			hold, held := make(chan struct{}), make(chan struct{})
+			holder := s.Write
+			if tc.holdLow {
+				holder = s.WriteLowPriority
+			}
+			go holder(ctx, func(storage.Tx) error { close(held); <-hold; return nil })
+			<-held
+			var mu sync.Mutex
+			var order []string
+			var wg sync.WaitGroup
+			queue := func(name string, write func(context.Context, func(storage.Tx) error) error) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					err := write(ctx, func(storage.Tx) error {
+						mu.Lock()
+						order = append(order, name)
+						mu.Unlock()
+						return nil
+					})
+					if err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			for range 12 {
+				queue("low", s.WriteLowPriority)
+			}
+			time.Sleep(50 * time.Millisecond) // the low-priority ones are queued first
+			for range 12 {
+				queue("normal", s.Write)
+			}
+			time.Sleep(50 * time.Millisecond)
+			close(hold)
+			wg.Wait()
+			if got := fmt.Sprint(order[:7]); got != "["+tc.want+"]" {
+				t.Fatalf("the holder's batch ran %v, want [%s]", got, tc.want)
+			}
+		})
+	}
+}
+
+// An inbox entry that a commit inserts and deletes again (a superseded
+// summary) is not handed to the listener; the others are, in id order.
+func TestListenerSkipsEntriesDeletedInTheSameCommit(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	var got []storage.InboxEntry
+	s.OnInboxAdded(func(added []storage.InboxEntry) { got = append(got, added...) })
+	entry := func(kind string) storage.InboxEntry {
+		return storage.InboxEntry{UserID: "u@x", DeviceID: 1, Kind: kind, Conversation: "c", Payload: []byte(`{}`)}
+	}
+	err := s.Write(ctx, func(tx storage.Tx) error {
+		if err := tx.InsertInbox([]storage.InboxEntry{entry(storage.EntryReadSummary), entry("message")}); err != nil {
+			return err
+		}
+		if err := tx.DeleteInboxKind("u@x", 1, storage.EntryReadSummary, "c"); err != nil {
+			return err
+		}
+		return tx.InsertInbox([]storage.InboxEntry{entry(storage.EntryReadSummary)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Write(ctx, func(tx storage.Tx) error { return tx.DeleteInboxKind("u@x", 1, storage.EntryMessage, "c") })
+	if err == nil {
+		t.Fatal("DeleteInboxKind of message entries: no error (only summaries are indexed by kind)")
+	}
+	if len(got) != 2 || got[0].Kind != "message" || got[1].Kind != storage.EntryReadSummary || got[0].ID >= got[1].ID {
+		t.Fatalf("listener got %+v, want the message, then the second summary", got)
+	}
+}

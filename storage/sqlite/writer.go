@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/parleychat/parley/storage"
 	"github.com/parleychat/parley/storage/sqlstore"
@@ -13,10 +15,12 @@ import (
 var ErrClosed = errors.New("sqlite: store closed")
 
 type writeReq struct {
-	ctx   context.Context
-	fn    func(storage.Tx) error
-	done  chan error
-	added []storage.InboxEntry // inbox entries fn inserted, if it succeeded
+	low     bool // WriteLowPriority
+	ctx     context.Context
+	fn      func(storage.Tx) error
+	done    chan error
+	added   []storage.InboxEntry // inbox entries fn inserted, if it succeeded
+	removed []int64              // and superseded entries it deleted
 }
 
 // OnInboxAdded implements storage.Store: the writer calls fn after each
@@ -28,8 +32,16 @@ func (s *Store) OnInboxAdded(fn func([]storage.InboxEntry)) { s.listener.Store(&
 // holds it is durable. If ctx ends while fn is still queued, Write returns
 // ctx.Err() and fn will not run; once fn has started, Write waits for the
 // commit, because the outcome must be reported truthfully.
-func (s *Store) Write(ctx context.Context, fn func(storage.Tx) error) (err error) {
-	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+func (s *Store) Write(ctx context.Context, fn func(storage.Tx) error) error {
+	return s.enqueue(ctx, s.writes, &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+// WriteLowPriority is Write through the low-priority queue; see writer.
+func (s *Store) WriteLowPriority(ctx context.Context, fn func(storage.Tx) error) error {
+	return s.enqueue(ctx, s.low, &writeReq{low: true, ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+func (s *Store) enqueue(ctx context.Context, q chan *writeReq, req *writeReq) (err error) {
 	defer func() {
 		// Sending on a closed channel panics: that is a Write after Close.
 		if recover() != nil {
@@ -37,51 +49,135 @@ func (s *Store) Write(ctx context.Context, fn func(storage.Tx) error) (err error
 		}
 	}()
 	select {
-	case s.writes <- req:
+	case q <- req:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	return <-req.done
 }
 
-// writer owns the write connection. It takes every request waiting (up to
-// MaxBatch), runs each in its own savepoint so one failing request rolls
-// back only itself, commits once, and then answers them all.
+// lowBudget is how long a batch that holds a normal Write may go on taking
+// low-priority ones before it commits: the bound on how long a send waits
+// behind a burst of acknowledgements.
+const lowBudget = 2 * time.Millisecond
+
+// writer owns the write connection. It waits for a request, then runs
+// requests one after the other in one transaction, taking the next one
+// from the queues as it goes (so a send that arrives mid-batch joins it),
+// until none waits, the batch holds MaxBatch, or the batch holds a normal
+// Write and has run low-priority ones for lowBudget since; then it commits
+// once and answers them all.
 func (s *Store) writer() {
 	defer close(s.done)
-	batch := make([]*writeReq, 0, s.opts.MaxBatch)
+	q := &queues{writes: s.writes, low: s.low}
 	for {
-		req, ok := <-s.writes
-		if !ok {
+		first := q.wait()
+		if first == nil {
 			return
 		}
-		batch = append(batch[:0], req)
-	fill:
-		for len(batch) < s.opts.MaxBatch {
-			select {
-			case r, ok := <-s.writes:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, r)
-			default:
-				break fill
-			}
+		s.commit(q, first)
+	}
+}
+
+// queues takes requests from the normal and low-priority queues: normal
+// ones first, except that a waiting low-priority one goes after every
+// three normal ones, so neither queue starves.
+type queues struct {
+	writes, low chan *writeReq // nil once closed and drained
+	inARow      int            // normal requests taken since a low one
+}
+
+// wait blocks until a request comes; nil when both queues are closed.
+func (q *queues) wait() *writeReq {
+	for q.writes != nil || q.low != nil {
+		if r := q.poll(true); r != nil {
+			return r
 		}
-		s.commit(batch)
+		if q.writes == nil && q.low == nil {
+			return nil // poll found both closed
+		}
+		select {
+		case r, ok := <-q.writes:
+			if !ok {
+				q.writes = nil
+				continue
+			}
+			q.inARow++
+			return r
+		case r, ok := <-q.low:
+			if !ok {
+				q.low = nil
+				continue
+			}
+			q.inARow = 0
+			return r
+		}
+	}
+	return nil
+}
+
+// poll returns a waiting request, or nil; low-priority ones only if allowLow.
+func (q *queues) poll(allowLow bool) *writeReq {
+	if allowLow && q.inARow >= 3 {
+		if r := recv(&q.low); r != nil {
+			q.inARow = 0
+			return r
+		}
+	}
+	if r := recv(&q.writes); r != nil {
+		q.inARow++
+		return r
+	}
+	if allowLow {
+		if r := recv(&q.low); r != nil {
+			q.inARow = 0
+			return r
+		}
+	}
+	return nil
+}
+
+func recv(c *chan *writeReq) *writeReq {
+	if *c == nil {
+		return nil
+	}
+	select {
+	case r, ok := <-*c:
+		if !ok {
+			*c = nil
+			return nil
+		}
+		return r
+	default:
+		return nil
 	}
 }
 
 // commit runs a batch in one transaction. It first runs every request
-// straight, without savepoints (two statements saved per request): if all
-// succeed, one commit answers them all. If any fails, the transaction is
-// rolled back and the batch run again with a savepoint per request, so the
-// failed one is undone alone. Running a request twice is allowed: Write's
-// contract says fn has no effects outside the transaction.
-func (s *Store) commit(batch []*writeReq) {
-	results, ok := s.run(batch, false)
+// straight, without savepoints (two statements saved per request), taking
+// more from the queues as it goes: if all succeed, one commit answers them
+// all. If any fails, the transaction is rolled back and the batch gathered
+// so far run again with a savepoint per request, so the failed one is
+// undone alone. Running a request twice is allowed: Write's contract says
+// fn has no effects outside the transaction.
+func (s *Store) commit(q *queues, first *writeReq) {
+	var urgentSince time.Time // when the first normal Write joined
+	if !first.low {
+		urgentSince = time.Now()
+	}
+	next := func(n int) *writeReq {
+		if n >= s.opts.MaxBatch {
+			return nil
+		}
+		r := q.poll(urgentSince.IsZero() || time.Since(urgentSince) < lowBudget)
+		if r != nil && !r.low && urgentSince.IsZero() {
+			urgentSince = time.Now()
+		}
+		return r
+	}
+	batch, results, ok := s.run([]*writeReq{first}, next)
 	if !ok {
-		results, _ = s.run(batch, true)
+		batch, results, _ = s.run(batch, nil)
 	}
 	if results == nil {
 		return // answered already: the transaction failed as a whole
@@ -89,13 +185,7 @@ func (s *Store) commit(batch []*writeReq) {
 	s.commits.Add(1)
 	s.writeCount.Add(int64(len(batch)))
 	if fn := s.listener.Load(); fn != nil {
-		var added []storage.InboxEntry
-		for i, r := range batch {
-			if results[i] == nil {
-				added = append(added, r.added...)
-			}
-		}
-		if len(added) > 0 {
+		if added := committedEntries(batch, results); len(added) > 0 {
 			(*fn)(added)
 		}
 	}
@@ -104,63 +194,94 @@ func (s *Store) commit(batch []*writeReq) {
 	}
 }
 
-// run executes batch in one transaction. Without savepoints it gives up
-// (ok false, transaction rolled back) at the first request that fails;
-// with them it records each request's own result and commits. A failure
-// of the transaction itself is reported to every request (results nil).
-func (s *Store) run(batch []*writeReq, savepoints bool) (results []error, ok bool) {
+// committedEntries lists the inbox entries the batch's successful requests
+// inserted, less those the batch deleted again.
+func committedEntries(batch []*writeReq, results []error) []storage.InboxEntry {
+	var added []storage.InboxEntry
+	var removed map[int64]struct{}
+	for i, r := range batch {
+		if results[i] != nil {
+			continue
+		}
+		added = append(added, r.added...)
+		for _, id := range r.removed {
+			if removed == nil {
+				removed = map[int64]struct{}{}
+			}
+			removed[id] = struct{}{}
+		}
+	}
+	if removed == nil {
+		return added
+	}
+	return slices.DeleteFunc(added, func(e storage.InboxEntry) bool {
+		_, gone := removed[e.ID]
+		return gone
+	})
+}
+
+// run executes batch in one transaction. With next (the first pass) it
+// runs without savepoints, appends the requests next hands it, and gives
+// up (ok false, transaction rolled back) at the first request that fails,
+// returning the batch gathered so far. Without next it runs each request
+// in a savepoint, records each one's own result and commits. A failure of
+// the transaction itself is reported to every request (results nil).
+func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeReq, results []error, ok bool) {
 	ctx := context.Background()
-	fail := func(err error) ([]error, bool) {
+	fail := func(err error) ([]*writeReq, []error, bool) {
 		for _, r := range batch {
 			r.done <- err
 		}
-		return nil, true
+		return batch, nil, true
 	}
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fail(fmt.Errorf("sqlite: begin: %w", err))
 	}
 	defer s.devices.EndTx()
-	results = make([]error, len(batch))
-	for i, r := range batch {
-		r.added = nil
-		if err := r.ctx.Err(); err != nil {
-			results[i] = err
-			continue
-		}
+	results = make([]error, 0, len(batch))
+	for i := 0; i < len(batch); i++ {
+		r := batch[i]
+		r.added, r.removed = nil, nil
 		stx := sqlstore.NewTx(ctx, tx, dialect{})
 		stx.UseDeviceCache(s.devices)
-		if !savepoints {
+		err := r.ctx.Err()
+		switch {
+		case err != nil: // given up while queued: not run
+		case next != nil:
 			if err := runFn(r, stx); err != nil {
 				tx.Rollback()
-				return nil, false
+				return batch, nil, false
 			}
-			r.added = stx.Added()
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
-			tx.Rollback()
-			return fail(fmt.Errorf("sqlite: savepoint: %w", err))
-		}
-		err := runFn(r, stx)
-		if err == nil {
-			r.added = stx.Added()
-		} else {
-			if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
+			r.added, r.removed = stx.Added(), stx.Removed()
+		default:
+			if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+				tx.Rollback()
+				return fail(fmt.Errorf("sqlite: savepoint: %w", err))
+			}
+			err = runFn(r, stx)
+			if err == nil {
+				r.added, r.removed = stx.Added(), stx.Removed()
+			} else if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
 				tx.Rollback()
 				return fail(fmt.Errorf("sqlite: rollback to savepoint: %w (after %w)", rbErr, err))
 			}
+			if _, relErr := tx.ExecContext(ctx, `RELEASE w`); relErr != nil {
+				tx.Rollback()
+				return fail(fmt.Errorf("sqlite: release savepoint: %w", relErr))
+			}
 		}
-		if _, relErr := tx.ExecContext(ctx, `RELEASE w`); relErr != nil {
-			tx.Rollback()
-			return fail(fmt.Errorf("sqlite: release savepoint: %w", relErr))
+		results = append(results, err)
+		if next != nil && i == len(batch)-1 {
+			if n := next(len(batch)); n != nil {
+				batch = append(batch, n)
+			}
 		}
-		results[i] = err
 	}
 	if err := tx.Commit(); err != nil {
 		return fail(fmt.Errorf("sqlite: commit: %w", err))
 	}
-	return results, true
+	return batch, results, true
 }
 
 // runFn runs one request, turning a panic into an error so that one bad

@@ -125,8 +125,20 @@ func (t *Tx) InboxEvents(userID string, deviceID uint32, after int64, limit int)
 }
 
 func (t *Tx) DeleteInboxKind(userID string, deviceID uint32, kind, conversationID string) error {
-	_, err := t.exec(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND kind = ? AND conversation = ?`,
-		userID, deviceID, kind, conversationID)
+	if kind != storage.EntryDeliveredSummary && kind != storage.EntryReadSummary {
+		return fmt.Errorf("sqlstore: DeleteInboxKind of %q: only summaries are indexed by kind", kind)
+	}
+	// The IN list repeats the partial index's condition, so the planner
+	// may use it.
+	rows, err := t.query(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND kind = ? AND conversation = ?
+		AND kind IN ('delivered_summary', 'read_summary') RETURNING id`, userID, deviceID, kind, conversationID)
+	if err != nil {
+		return err
+	}
+	ids, err := collect(rows, func(r interface{ Scan(...any) error }) (id int64, err error) {
+		return id, r.Scan(&id)
+	})
+	t.removed = append(t.removed, ids...)
 	return err
 }
 

@@ -31,6 +31,7 @@ type Tx struct {
 	tx      *sql.Tx
 	dialect Dialect
 	added   []storage.InboxEntry // inserted by InsertInbox, IDs set
+	removed []int64              // deleted by DeleteInboxKind
 	devices *DeviceCache         // nil: no cache (reads, multi-writer engines)
 }
 
@@ -49,6 +50,11 @@ func (t *Tx) UseDeviceCache(c *DeviceCache) { t.devices = c }
 // Added returns the inbox entries this transaction inserted, in id order:
 // what the engine hands its OnInboxAdded listener after the commit.
 func (t *Tx) Added() []storage.InboxEntry { return t.added }
+
+// Removed returns the ids of superseded entries this transaction deleted
+// (DeleteInboxKind): an entry added and removed by one commit is not
+// handed to listeners.
+func (t *Tx) Removed() []int64 { return t.removed }
 
 // rebound caches rewritten queries: the set of query strings is fixed.
 var rebound sync.Map // reboundKey -> string
