@@ -435,12 +435,14 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 				if err != nil {
 					return err
 				}
-				payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
-					Conversation: m.Conversation, Group: m.Conversation, Seq: m.Seq, Count: n})
-				r, err = s.summaryEntries(tx, m.Sender, m.Conversation, m.Seq, storage.EntryDeliveredSummary, payload)
-				if err != nil {
-					return err
-				}
+				// The summary is written once per commit, by the last ack
+				// in it (whose count is the latest): a batch of 200 acks of
+				// one message replaces it once, not 200 times.
+				tx.Finally("delivered "+strconv.FormatInt(m.ID, 10), func(tx storage.Tx) error {
+					payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
+						Conversation: m.Conversation, Group: m.Conversation, Seq: m.Seq, Count: n})
+					return s.replaceSummary(tx, m.Sender, m.Conversation, m.Seq, storage.EntryDeliveredSummary, payload)
+				})
 			} else if !s.isLocal(m.Sender) {
 				d := domainOf(m.Sender)
 				dests = append(dests, d)
@@ -512,20 +514,20 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 			if err != nil {
 				return err
 			}
+			// One summary per sender and commit, counted after every read
+			// marker in the commit has moved.
 			for _, sd := range senders {
-				n, err := tx.CountReadersAtLeast(conv.ID, sd.Seq, sd.Sender)
-				if err != nil {
-					return err
-				}
-				payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusRead,
-					Conversation: conv.ID, Group: conv.ID, Seq: sd.Seq, Count: n})
-				r, err := s.summaryEntries(tx, sd.Sender, conv.ID, sd.Seq, storage.EntryReadSummary, payload)
-				if err != nil {
-					return err
-				}
-				receipts = append(receipts, r...)
+				tx.Finally("read "+conv.ID+" "+sd.Sender, func(tx storage.Tx) error {
+					n, err := tx.CountReadersAtLeast(conv.ID, sd.Seq, sd.Sender)
+					if err != nil {
+						return err
+					}
+					payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusRead,
+						Conversation: conv.ID, Group: conv.ID, Seq: sd.Seq, Count: n})
+					return s.replaceSummary(tx, sd.Sender, conv.ID, sd.Seq, storage.EntryReadSummary, payload)
+				})
 			}
-			return tx.InsertInbox(receipts)
+			return nil
 		}
 		payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusRead,
 			Conversation: conv.ID, Seq: req.Seq, By: c.UserID})
@@ -557,24 +559,25 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 	return nil
 }
 
-// summaryEntries replaces any pending summary of the same kind for the
-// user's devices by a new one, inserted at once (so that a second summary
-// in the same transaction replaces it too); it returns no entries to insert.
-func (s *Server) summaryEntries(tx storage.Tx, user, conv string, seq uint64, kind string, payload []byte) ([]storage.InboxEntry, error) {
+// replaceSummary replaces any pending summary of the same kind for the
+// user's devices by a new one. It runs in a Finally function: once per
+// commit, however many acknowledgements or read markers in it changed
+// the count.
+func (s *Server) replaceSummary(tx storage.Tx, user, conv string, seq uint64, kind string, payload []byte) error {
 	devs, err := tx.KeyedDevices(user)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, d := range devs {
 		if err := tx.DeleteInboxKind(user, d, kind, conv); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	entries, err := s.receiptEntries(tx, user, conv, seq, kind, payload)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return nil, tx.InsertInbox(entries)
+	return tx.InsertInbox(entries)
 }
 
 // receiptEntries builds one receipt entry for every device of user.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -116,6 +117,67 @@ func BenchmarkGroupFanout(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(members-1), "µs/recipient")
 		})
 	}
+}
+
+// BenchmarkGroupAck measures what follows a group message: every one of
+// 1,023 member devices acknowledges it (concurrently, as their sockets
+// would), each ack counting a delivery and updating the sender's
+// delivered summary. Reported per acknowledgement.
+func BenchmarkGroupAck(b *testing.B) {
+	const members = 1024
+	hs, cs := benchServer(b, members)
+	ctx := context.Background()
+	var names []string
+	var shared []wire.DeviceAddress
+	for _, c := range cs[1:] {
+		names = append(names, c.UserID)
+		shared = append(shared, wire.DeviceAddress{User: c.UserID, Device: c.DeviceID})
+	}
+	g, err := hs.CreateGroup(ctx, cs[0], wire.CreateGroupRequest{GroupMeta: wire.GroupMeta{Name: "bench"}, Members: names})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := make([]byte, 200)
+	// The members' pending entries (the group's creation events), drained
+	// first so each later read finds just the message.
+	cursor := make([]int64, members)
+	next := func(i int) int64 {
+		evs, _, err := hs.Inbox(ctx, cs[i], cursor[i], 1000)
+		if err != nil || len(evs) == 0 {
+			b.Fatalf("inbox of member %d: %d events, %v", i, len(evs), err)
+		}
+		cursor[i] = evs[len(evs)-1].ID
+		return cursor[i]
+	}
+	for i := 1; i < members; i++ {
+		next(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := range b.N {
+		b.StopTimer()
+		if _, err := hs.Send(ctx, cs[0], wire.SendRequest{ClientID: fmt.Sprint(n), To: g.ID,
+			Shared: &wire.Shared{Type: wire.CiphertextSenderKey, Body: body, Devices: shared}}); err != nil {
+			b.Fatal(err)
+		}
+		ids := make([]int64, members)
+		for i := 1; i < members; i++ {
+			ids[i] = next(i)
+		}
+		b.StartTimer()
+		var wg sync.WaitGroup
+		for i := 1; i < members; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := hs.Ack(ctx, cs[i], []int64{ids[i]}); err != nil {
+					b.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(members-1), "µs/ack")
 }
 
 // BenchmarkInboxRead reads a device's pending events, encoded for the

@@ -54,6 +54,15 @@ type Store interface {
 // Tx is the table API. Methods return ErrNotFound or ErrConflict (wrapped)
 // where the comment says so; any other error is a storage failure.
 type Tx interface {
+	// Finally registers fn to run once, in a write transaction, after all
+	// the Writes that share its commit and just before the commit; of the
+	// functions registered under one key in one commit, only the last
+	// registered runs. Writes that each change one aggregate (a group
+	// message's delivered count) thus write its summary once per commit,
+	// not once each. Registrations of a Write that fails are dropped. An
+	// error from fn fails every Write of the commit.
+	Finally(key string, fn func(Tx) error)
+
 	// Accounts
 	InsertAccount(a Account) error // ErrConflict if the user exists
 	Account(userID string) (Account, error)

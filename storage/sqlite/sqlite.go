@@ -48,6 +48,7 @@ type Store struct {
 	commits, writeCount atomic.Int64
 	listener            atomic.Pointer[func([]storage.InboxEntry)]
 	devices             *sqlstore.DeviceCache // owned by the writer goroutine
+	finished            writeReq              // what the last commit's Finally functions did (writer-owned)
 }
 
 // Stats counts Writes and the commits that carried them; writes/commits is

@@ -459,3 +459,66 @@ func TestListenerSkipsEntriesDeletedInTheSameCommit(t *testing.T) {
 		t.Fatalf("listener got %+v, want the message, then the second summary", got)
 	}
 }
+
+// Finally functions run once per commit and key, the last registered one,
+// after every Write of the commit; a failed Write's registrations are
+// dropped; what they insert reaches the listener.
+func TestFinallyRunsOncePerCommitAndKey(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	var got []storage.InboxEntry
+	s.OnInboxAdded(func(added []storage.InboxEntry) { got = append(got, added...) })
+	// Hold the writer so that the ten Writes below share one commit.
+	hold, held := make(chan struct{}), make(chan struct{})
+	go s.Write(ctx, func(storage.Tx) error { close(held); <-hold; return nil })
+	<-held
+	var mu sync.Mutex
+	var log []string // "w3" when Write 3 ran, "f:k0" when k0's function ran
+	note := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.Write(ctx, func(tx storage.Tx) error {
+				note(fmt.Sprint("w", i))
+				key := fmt.Sprint("k", i%2)
+				tx.Finally(key, func(tx storage.Tx) error {
+					note("f:" + key)
+					return tx.InsertInbox([]storage.InboxEntry{{UserID: "u@x", DeviceID: 1, Kind: "message",
+						Payload: []byte(fmt.Sprintf(`{"from":%d}`, i))}})
+				})
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(hold)
+	wg.Wait()
+	if len(log) != 12 || log[10][0] != 'f' || log[11][0] != 'f' || log[10] == log[11] {
+		t.Fatalf("ran %v, want the ten Writes, then k0's and k1's functions once each", log)
+	}
+	last := map[string]string{} // key -> payload of the last Write registering it
+	for _, l := range log[:10] {
+		var i int
+		fmt.Sscanf(l, "w%d", &i)
+		last[fmt.Sprint("k", i%2)] = fmt.Sprintf(`{"from":%d}`, i)
+	}
+	if len(got) != 2 || string(got[0].Payload) != last[log[10][2:]] || string(got[1].Payload) != last[log[11][2:]] {
+		t.Fatalf("listener got %d entries (%v), want the last registered function's of each key (%v)", len(got), got, last)
+	}
+
+	// A failed Write's registration does not run.
+	ran := false
+	err := s.Write(ctx, func(tx storage.Tx) error {
+		tx.Finally("k2", func(storage.Tx) error { ran = true; return nil })
+		return errors.New("refused on purpose")
+	})
+	if err == nil || ran {
+		t.Fatalf("failed Write: err %v, its Finally function ran: %v", err, ran)
+	}
+}

@@ -185,7 +185,7 @@ func (s *Store) commit(q *queues, first *writeReq) {
 	s.commits.Add(1)
 	s.writeCount.Add(int64(len(batch)))
 	if fn := s.listener.Load(); fn != nil {
-		if added := committedEntries(batch, results); len(added) > 0 {
+		if added := committedEntries(batch, results, &s.finished); len(added) > 0 {
 			(*fn)(added)
 		}
 	}
@@ -195,14 +195,11 @@ func (s *Store) commit(q *queues, first *writeReq) {
 }
 
 // committedEntries lists the inbox entries the batch's successful requests
-// inserted, less those the batch deleted again.
-func committedEntries(batch []*writeReq, results []error) []storage.InboxEntry {
+// and its Finally functions (fin) inserted, less those it deleted again.
+func committedEntries(batch []*writeReq, results []error, fin *writeReq) []storage.InboxEntry {
 	var added []storage.InboxEntry
 	var removed map[int64]struct{}
-	for i, r := range batch {
-		if results[i] != nil {
-			continue
-		}
+	take := func(r *writeReq) {
 		added = append(added, r.added...)
 		for _, id := range r.removed {
 			if removed == nil {
@@ -211,6 +208,12 @@ func committedEntries(batch []*writeReq, results []error) []storage.InboxEntry {
 			removed[id] = struct{}{}
 		}
 	}
+	for i, r := range batch {
+		if results[i] == nil {
+			take(r)
+		}
+	}
+	take(fin)
 	if removed == nil {
 		return added
 	}
@@ -239,6 +242,8 @@ func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeRe
 		return fail(fmt.Errorf("sqlite: begin: %w", err))
 	}
 	defer s.devices.EndTx()
+	var fin sqlstore.Finishers
+	s.finished = writeReq{}
 	results = make([]error, 0, len(batch))
 	for i := 0; i < len(batch); i++ {
 		r := batch[i]
@@ -254,6 +259,7 @@ func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeRe
 				return batch, nil, false
 			}
 			r.added, r.removed = stx.Added(), stx.Removed()
+			fin.Add(stx)
 		default:
 			if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
 				tx.Rollback()
@@ -262,6 +268,7 @@ func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeRe
 			err = runFn(r, stx)
 			if err == nil {
 				r.added, r.removed = stx.Added(), stx.Removed()
+				fin.Add(stx)
 			} else if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
 				tx.Rollback()
 				return fail(fmt.Errorf("sqlite: rollback to savepoint: %w (after %w)", rbErr, err))
@@ -278,6 +285,13 @@ func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeRe
 			}
 		}
 	}
+	ftx := sqlstore.NewTx(ctx, tx, dialect{})
+	ftx.UseDeviceCache(s.devices)
+	if err := fin.Run(ftx); err != nil {
+		tx.Rollback()
+		return fail(err)
+	}
+	s.finished.added, s.finished.removed = ftx.Added(), ftx.Removed()
 	if err := tx.Commit(); err != nil {
 		return fail(fmt.Errorf("sqlite: commit: %w", err))
 	}

@@ -33,6 +33,50 @@ type Tx struct {
 	added   []storage.InboxEntry // inserted by InsertInbox, IDs set
 	removed []int64              // deleted by DeleteInboxKind
 	devices *DeviceCache         // nil: no cache (reads, multi-writer engines)
+	finally []finisher           // registered by Finally, for the engine's Finishers
+}
+
+type finisher struct {
+	key string
+	fn  func(storage.Tx) error
+}
+
+// Finally implements storage.Tx: it records fn; the engine collects the
+// records of each Write that succeeded (Finishers.Add) and runs them
+// before the commit (Finishers.Run).
+func (t *Tx) Finally(key string, fn func(storage.Tx) error) {
+	t.finally = append(t.finally, finisher{key, fn})
+}
+
+// Finishers gathers the Finally functions of one commit's Writes.
+type Finishers struct {
+	keys []string                          // in order of first registration
+	fns  map[string]func(storage.Tx) error // the last registered per key
+}
+
+// Add takes the registrations of a Write that succeeded.
+func (f *Finishers) Add(t *Tx) {
+	for _, r := range t.finally {
+		if f.fns == nil {
+			f.fns = map[string]func(storage.Tx) error{}
+		}
+		if _, ok := f.fns[r.key]; !ok {
+			f.keys = append(f.keys, r.key)
+		}
+		f.fns[r.key] = r.fn
+	}
+}
+
+// Run runs each key's function in t, in the order keys were first
+// registered, and forgets them.
+func (f *Finishers) Run(t *Tx) error {
+	defer func() { f.keys, f.fns = f.keys[:0], nil }()
+	for _, k := range f.keys {
+		if err := f.fns[k](t); err != nil {
+			return fmt.Errorf("sqlstore: finishing %s: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // NewTx wraps tx for the duration of one storage transaction.
