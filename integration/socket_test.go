@@ -1,8 +1,14 @@
 package integration
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/http"
+	"os"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -148,4 +154,60 @@ func receiveExactly(t *testing.T, sock *socket, d *device, n int) []wire.Event {
 	case <-time.After(50 * time.Millisecond):
 	}
 	return got
+}
+
+// Frames a client sends back to back (here 40 in one TCP write, so most
+// sit in the server's read buffer at once) are each answered: the socket
+// only waits on the descriptor when its buffer is empty. Over TLS, where
+// decrypted bytes hide from the descriptor, it waits inside the reader.
+func TestSocketPipelinedFrames(t *testing.T) {
+	ca := newTestCA(t)
+	cert, key := ca.issue(t, "localhost")
+	for _, tc := range []struct {
+		name string
+		opts []option
+	}{
+		{"plain", nil},
+		{"tls", []option{func(c *setup.Config) { c.ClientTLSCert, c.ClientTLSKey = cert, key }}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, "", tc.opts...)
+			// Registered in the domain layer: the REST helpers do not speak TLS.
+			sess, err := s.node.Homeserver().Register(context.Background(), wire.RegisterRequest{User: "alice", Password: "correct horse"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := "ws" + strings.TrimPrefix(s.url, "http") + "/v1/ws"
+			pool := x509.NewCertPool()
+			pem, _ := os.ReadFile(ca.pemPath)
+			pool.AppendCertsFromPEM(pem)
+			dialer := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}
+			conn, _, err := dialer.Dial(u, http.Header{"Authorization": {"Bearer " + sess.AccessToken}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			var ev wire.Event
+			if err := conn.ReadJSON(&ev); err != nil || ev.Type != wire.EventCaughtUp {
+				t.Fatalf("first event %+v, %v", ev, err)
+			}
+			const n = 40
+			var burst []byte
+			for i := range n {
+				payload := fmt.Sprintf(`{"type":"bogus%d"}`, i)
+				// A masked client text frame; a zero mask leaves the payload as is.
+				burst = append(burst, 0x81, 0x80|byte(len(payload)), 0, 0, 0, 0)
+				burst = append(burst, payload...)
+			}
+			if _, err := conn.NetConn().Write(burst); err != nil {
+				t.Fatal(err)
+			}
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			for i := range n {
+				if err := conn.ReadJSON(&ev); err != nil || ev.Type != wire.EventError || ev.Code != wire.CodeInvalidParam {
+					t.Fatalf("answer %d of %d: %+v, %v", i+1, n, ev, err)
+				}
+			}
+		})
+	}
 }
