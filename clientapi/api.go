@@ -36,12 +36,13 @@ type Options struct {
 
 // API serves the client protocol.
 type API struct {
-	ctx  context.Context // lives as long as the API; sockets' work runs under it
-	hs   *homeserver.Server
-	log  *slog.Logger
-	opts Options
-	echo *echo.Echo
-	hub  *hub
+	ctx    context.Context // lives as long as the API; sockets' work runs under it
+	hs     *homeserver.Server
+	log    *slog.Logger
+	opts   Options
+	echo   *echo.Echo
+	hub    *hub
+	poller *poller // nil: idle sockets keep their reader goroutine
 }
 
 // New builds the API and registers it as hs's notifier. ctx bounds the
@@ -58,6 +59,7 @@ func New(ctx context.Context, hs *homeserver.Server, log *slog.Logger, opts Opti
 	}
 	a := &API{ctx: ctx, hs: hs, log: log, opts: opts}
 	a.hub = newHub(a)
+	a.poller = newPoller(ctx, log)
 	hs.SetNotifier(a.hub)
 
 	e := echo.New()

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -24,9 +25,8 @@ import (
 // inbox is drained, write buffers come from a pool, and pings come from one
 // ticker for all sockets. That is what keeps an idle socket to a few KiB.
 var upgrader = websocket.Upgrader{
-	// 0: use the hijacked connection's reader, which ownBuffer makes a
-	// 512-byte one the session can see (1,024 cost 0.5 KiB more per idle
-	// socket at 19,000).
+	// 0: use the hijacked connection's reader, which ownBuffer makes one
+	// of readBufferSize bytes that the session can see.
 	ReadBufferSize:  0,
 	WriteBufferSize: 4096,
 	WriteBufferPool: &sync.Pool{},
@@ -71,7 +71,7 @@ func (a *API) socket(c echo.Context) error {
 	if n, low, err := a.hs.PreKeysLow(c.Request().Context(), caller); err == nil && low {
 		s.queue(wire.Event{Type: wire.EventPreKeysLow, Count: n})
 	}
-	go s.readLoop()
+	s.startReading()
 	s.wake(true)
 	return nil
 }
@@ -90,8 +90,13 @@ func (a *API) socket(c echo.Context) error {
 type session struct {
 	api    *API
 	conn   *websocket.Conn
-	br     *bufio.Reader // conn's read buffer
+	br     *bufio.Reader   // conn's read buffer
+	raw    syscall.RawConn // conn's descriptor; nil over TLS
 	caller homeserver.Caller
+
+	lastRead atomic.Int64 // unix nanoseconds of the last frame read
+	pollID   uint64       // the poller's name for it, once parked (reader only)
+	parked   bool         // no reader goroutine: the poller waits for data (under mu)
 
 	mu      sync.Mutex
 	stale   bool // storage may hold events after the cursor that pending lacks
@@ -236,33 +241,93 @@ func (s *session) write(b []byte) bool {
 	return true
 }
 
-func (s *session) readLoop() {
-	defer func() {
-		s.closeWith(websocket.CloseNormalClosure, "")
-		s.api.hub.remove(s)
-	}()
+// startReading sets the socket up and starts its reader.
+func (s *session) startReading() {
 	c := s.conn
-	wait := s.api.opts.PingInterval * 5 / 2
 	c.SetReadLimit(wire.MaxRequestBytes)
-	c.SetReadDeadline(time.Now().Add(wait))
-	c.SetPongHandler(func(string) error { return c.SetReadDeadline(time.Now().Add(wait)) })
-	raw := rawConn(c.NetConn())
+	s.raw = rawConn(c.NetConn())
+	s.alive()
+	c.SetPongHandler(func(string) error { s.alive(); return nil })
+	go s.serve()
+}
+
+// alive records that the client sent something: it has another 2.5 ping
+// intervals to send the next frame or pong.
+func (s *session) alive() {
+	now := time.Now()
+	s.lastRead.Store(now.UnixNano())
+	s.conn.SetReadDeadline(now.Add(s.api.opts.PingInterval * 5 / 2))
+}
+
+// serve reads and handles frames while they come. When the socket is idle
+// it hands it to the poller and returns, so an idle socket has no
+// goroutine; the poller starts serve again when data arrives. Without a
+// poller (TLS, other systems) it waits a few calls deep, where the
+// goroutine's stack can shrink to the minimum. Answers to the server's
+// pings are taken here too: gorilla handles control frames inside
+// ReadMessage and would wait there, deep, for the next data frame.
+func (s *session) serve() {
+	c := s.conn
 	for {
-		// An idle socket waits here, a few calls deep, rather than inside
-		// ReadMessage: its goroutine's stack shrinks to the minimum (2 KiB)
-		// instead of staying at 4 KiB or more.
-		if s.br.Buffered() == 0 && raw != nil {
-			if err := waitReadable(raw); err != nil {
-				return
+		if s.raw != nil {
+			if s.br.Buffered() == 0 {
+				if !readable(s.raw) {
+					if s.api.poller.park(s) {
+						return
+					}
+					if err := waitReadable(s.raw); err != nil {
+						s.finish()
+						return
+					}
+				}
+				if _, err := s.br.Peek(1); err != nil {
+					s.finish()
+					return
+				}
+			}
+			if s.takePong() {
+				s.alive()
+				continue
 			}
 		}
 		_, data, err := c.ReadMessage()
 		if err != nil {
+			s.finish()
 			return
 		}
-		c.SetReadDeadline(time.Now().Add(wait))
+		s.alive()
 		s.handle(data)
 	}
+}
+
+// finish closes the session after its reader failed.
+func (s *session) finish() {
+	s.closeWith(websocket.CloseNormalClosure, "")
+	s.forget()
+}
+
+// forget removes a closed session from the hub and the poller.
+func (s *session) forget() {
+	s.api.hub.remove(s)
+	s.api.poller.forget(s)
+}
+
+// takePong consumes a pong frame at the head of the read buffer, if a
+// whole one is there. Between ReadMessage calls the buffer starts at a
+// frame boundary; a client's pong is FIN+opcode 0xA, masked, with at most
+// 125 bytes of payload, which nobody reads.
+func (s *session) takePong() bool {
+	n := s.br.Buffered()
+	if n < 6 {
+		return false
+	}
+	h, _ := s.br.Peek(2)
+	size := int(h[1] & 0x7f)
+	if h[0] != 0x8a || h[1]&0x80 == 0 || size > 125 || n < 6+size {
+		return false
+	}
+	s.br.Discard(6 + size)
+	return true
 }
 
 // handle runs one client frame. Frames of one socket run in order, so one
@@ -322,10 +387,24 @@ func (s *session) closeWith(code int, reason string) {
 		return
 	}
 	s.closed = true
+	parked := s.parked // no reader goroutine will see the close
+	s.parked = false
 	s.mu.Unlock()
 	s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
 		time.Now().Add(time.Second))
 	s.conn.Close()
+	if parked {
+		s.forget()
+	}
+}
+
+// checkAlive closes a socket whose client has sent nothing, not even a
+// pong, for 2.5 ping intervals. A reading socket's deadline does this
+// too; a parked one has no read to time out.
+func (s *session) checkAlive(now time.Time) {
+	if now.Sub(time.Unix(0, s.lastRead.Load())) > s.api.opts.PingInterval*5/2 {
+		s.closeWith(websocket.CloseGoingAway, "no answer to pings")
+	}
 }
 
 func (s *session) ping() {
@@ -423,15 +502,22 @@ func (h *hub) run(ctx context.Context) {
 				s.closeWith(websocket.CloseGoingAway, "server shutting down")
 			}
 			return
-		case <-t.C:
+		case now := <-t.C:
 			for _, s := range h.snapshot() {
+				s.checkAlive(now)
 				s.ping()
 			}
 		}
 	}
 }
 
-// ownBuffer hands the upgrader a 512-byte read buffer for the hijacked
+// readBufferSize is each socket's read buffer: the smallest the upgrader
+// reuses (over 256) and a whole allocation size class. Acks and small
+// sends fit; a larger frame's payload is read straight into the message.
+// 512 cost 0.4 KiB more per idle socket at 19,000, 1,024 another 0.5 KiB.
+const readBufferSize = 288
+
+// ownBuffer hands the upgrader a read buffer for the hijacked
 // connection (it uses the hijacked one when its own ReadBufferSize is 0),
 // so that the session knows whether a frame is already buffered before it
 // waits on the socket.
@@ -445,6 +531,6 @@ func (w *ownBuffer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil || brw.Reader.Buffered() > 0 {
 		return conn, brw, err // the upgrader refuses data sent before the handshake
 	}
-	w.br = bufio.NewReaderSize(conn, 512)
+	w.br = bufio.NewReaderSize(conn, readBufferSize)
 	return conn, bufio.NewReadWriter(w.br, brw.Writer), nil
 }

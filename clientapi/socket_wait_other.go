@@ -12,3 +12,5 @@ import (
 func rawConn(net.Conn) syscall.RawConn { return nil }
 
 func waitReadable(syscall.RawConn) error { return nil }
+
+func readable(syscall.RawConn) bool { return true }

@@ -31,3 +31,16 @@ func waitReadable(raw syscall.RawConn) error {
 		return err != syscall.EAGAIN && err != syscall.EINTR
 	})
 }
+
+// readable reports, without waiting, whether a read would return at once:
+// a byte is there, or an end of stream or error is.
+func readable(raw syscall.RawConn) bool {
+	var b [1]byte
+	ready := true
+	err := raw.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ready = err != syscall.EAGAIN && err != syscall.EINTR
+		return true // never wait here
+	})
+	return ready || err != nil
+}

@@ -247,7 +247,9 @@ type socket struct {
 	keepLow bool
 }
 
-func (d *device) dial() *socket {
+// dial connects the device's socket; before any reads, each of setup runs
+// on the connection (to set handlers without racing the reader).
+func (d *device) dial(setup ...func(*websocket.Conn)) *socket {
 	t := d.srv.t
 	t.Helper()
 	u := "ws" + strings.TrimPrefix(d.srv.url, "http") + "/v1/ws"
@@ -255,6 +257,9 @@ func (d *device) dial() *socket {
 	conn, resp, err := websocket.DefaultDialer.Dial(u, h)
 	if err != nil {
 		t.Fatalf("dial %s: %v (%v)", u, err, resp)
+	}
+	for _, f := range setup {
+		f(conn)
 	}
 	s := &socket{t: t, conn: conn, events: make(chan wire.Event, 1024)}
 	go func() {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -28,16 +29,18 @@ func TestPingKeepAlive(t *testing.T) {
 	alive := s.register("alice", 25)
 	silent := s.register("bob", 25)
 
-	as := alive.dial()
-	as.until(wire.EventCaughtUp)
 	var pings atomic.Int32
-	as.conn.SetPingHandler(func(data string) error {
-		pings.Add(1)
-		return as.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	as := alive.dial(func(c *websocket.Conn) {
+		c.SetPingHandler(func(data string) error {
+			pings.Add(1)
+			return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		})
 	})
-	bs := silent.dial()
+	as.until(wire.EventCaughtUp)
+	bs := silent.dial(func(c *websocket.Conn) {
+		c.SetPingHandler(func(string) error { return nil }) // swallow pings, never pong
+	})
 	bs.until(wire.EventCaughtUp)
-	bs.conn.SetPingHandler(func(string) error { return nil }) // swallow pings, never pong
 
 	eventually(t, "the silent socket to be dropped", func() bool { return s.node.Sockets() == 1 })
 	eventually(t, "three pings answered", func() bool { return pings.Load() >= 3 })
@@ -209,5 +212,52 @@ func TestSocketPipelinedFrames(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An idle socket costs no goroutine: its reader hands it to the poller and
+// returns, and the poller starts a reader again when a frame arrives.
+func TestIdleSocketsHaveNoGoroutine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the poller is Linux-only")
+	}
+	s := startServer(t, "")
+	ctx := context.Background()
+	u := "ws" + strings.TrimPrefix(s.url, "http") + "/v1/ws"
+	before := runtime.NumGoroutine()
+	const n = 50
+	conns := make([]*websocket.Conn, n)
+	for i := range conns {
+		sess, err := s.node.Homeserver().Register(ctx, wire.RegisterRequest{User: fmt.Sprint("idle", i), Password: "correct horse"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, _, err := websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + sess.AccessToken}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var ev wire.Event
+		if err := conn.ReadJSON(&ev); err != nil || ev.Type != wire.EventCaughtUp {
+			t.Fatalf("socket %d: %+v %v", i, ev, err)
+		}
+		conns[i] = conn
+	}
+	eventually(t, "idle sockets to give up their goroutines", func() bool {
+		return runtime.NumGoroutine() < before+n/5
+	})
+	// Every parked socket still answers.
+	for i, conn := range conns {
+		if err := conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"bogus"}`)); err != nil {
+			t.Fatal(err)
+		}
+		var ev wire.Event
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := conn.ReadJSON(&ev); err != nil || ev.Type != wire.EventError {
+			t.Fatalf("socket %d after parking: %+v %v", i, ev, err)
+		}
+	}
+	if got := s.node.Sockets(); got != n {
+		t.Fatalf("%d sockets connected, want %d", got, n)
 	}
 }
