@@ -113,7 +113,8 @@ type Tx interface {
 	// read, which is what a socket sends.
 	InboxEvents(userID string, deviceID uint32, after int64, limit int) ([]InboxEntry, error)
 	// DeleteInbox deletes the listed entries of one device and returns the
-	// deleted ones (unknown ids are skipped).
+	// deleted ones (unknown ids are skipped), without their payloads: what
+	// an acknowledgement needs to send receipts.
 	DeleteInbox(userID string, deviceID uint32, ids []int64) ([]InboxEntry, error)
 	// ExpireInbox deletes up to limit entries whose ExpiresAt is before t
 	// and returns how many it deleted and the deleted message entries.

@@ -236,6 +236,8 @@ type dialect struct{}
 
 func (dialect) Rebind(q string) string { return q }
 
+func (dialect) ConsecutiveInsertIDs() bool { return true }
+
 func (dialect) IsUniqueViolation(err error) bool {
 	var se sqlite3.Error
 	return errors.As(err, &se) && se.Code == sqlite3.ErrConstraint &&

@@ -47,18 +47,9 @@ func (t *Tx) InsertInbox(entries []storage.InboxEntry) error {
 			}
 			args = append(args, e.UserID, e.DeviceID, e.Kind, e.Conversation, e.Seq, msgID, e.Sender, ms(e.ExpiresAt), e.Payload)
 		}
-		rows, err := t.query(insertInboxSQL(n), args...)
+		ids, err := t.insertInboxRows(n, args)
 		if err != nil {
 			return err
-		}
-		ids, err := collect(rows, func(r interface{ Scan(...any) error }) (id int64, err error) {
-			return id, r.Scan(&id)
-		})
-		if err != nil {
-			return err
-		}
-		if len(ids) != n {
-			return fmt.Errorf("sqlstore: inserting %d inbox entries returned %d ids", n, len(ids))
 		}
 		// Rows get ids in the order of the VALUES list; RETURNING need not
 		// list them in that order.
@@ -72,10 +63,52 @@ func (t *Tx) InsertInbox(entries []storage.InboxEntry) error {
 	return nil
 }
 
-var insertInboxQueries sync.Map // rows -> query
+// insertInboxRows runs one multi-row INSERT of n entries and returns the
+// ids of the new rows. Where the dialect promises consecutive ids (SQLite's
+// single writer) the last one tells them all, without RETURNING rows to
+// read.
+func (t *Tx) insertInboxRows(n int, args []any) ([]int64, error) {
+	ids := make([]int64, n)
+	if t.dialect.ConsecutiveInsertIDs() {
+		res, err := t.exec(insertInboxSQL(n, false), args...)
+		if err != nil {
+			return nil, err
+		}
+		last, err := res.LastInsertId()
+		if err != nil {
+			return nil, err
+		}
+		for i := range ids {
+			ids[i] = last - int64(n-1-i)
+		}
+		return ids, nil
+	}
+	rows, err := t.query(insertInboxSQL(n, true), args...)
+	if err != nil {
+		return nil, err
+	}
+	ids, err = collect(rows, func(r interface{ Scan(...any) error }) (id int64, err error) {
+		return id, r.Scan(&id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) != n {
+		return nil, fmt.Errorf("sqlstore: inserting %d inbox entries returned %d ids", n, len(ids))
+	}
+	return ids, nil
+}
 
-func insertInboxSQL(rows int) string {
-	if q, ok := insertInboxQueries.Load(rows); ok {
+var insertInboxQueries sync.Map // insertInboxKey -> query
+
+type insertInboxKey struct {
+	rows      int
+	returning bool
+}
+
+func insertInboxSQL(rows int, returning bool) string {
+	key := insertInboxKey{rows, returning}
+	if q, ok := insertInboxQueries.Load(key); ok {
 		return q.(string)
 	}
 	var b strings.Builder
@@ -87,9 +120,11 @@ func insertInboxSQL(rows int) string {
 		}
 		b.WriteString(row)
 	}
-	b.WriteString(` RETURNING id`)
+	if returning {
+		b.WriteString(` RETURNING id`)
+	}
 	q := b.String()
-	insertInboxQueries.Store(rows, q)
+	insertInboxQueries.Store(key, q)
 	return q
 }
 
@@ -165,11 +200,17 @@ func (t *Tx) DeleteInbox(userID string, deviceID uint32, ids []int64) ([]storage
 			args = append(args, ids[min(i, n-1)])
 		}
 		rows, err := t.query(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND id IN (`+placeholders(size)+`)
-		RETURNING `+inboxColumns, args...)
+		RETURNING id, kind, conversation, seq, message_id, sender`, args...)
 		if err != nil {
 			return nil, err
 		}
-		deleted, err := collect(rows, scanInbox)
+		deleted, err := collect(rows, func(r interface{ Scan(...any) error }) (storage.InboxEntry, error) {
+			e := storage.InboxEntry{UserID: userID, DeviceID: deviceID}
+			var msgID sql.NullInt64
+			err := r.Scan(&e.ID, &e.Kind, &e.Conversation, &e.Seq, &msgID, &e.Sender)
+			e.MessageID = msgID.Int64
+			return e, err
+		})
 		if err != nil {
 			return nil, err
 		}

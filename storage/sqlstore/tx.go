@@ -23,6 +23,11 @@ type Dialect interface {
 	Rebind(query string) string
 	// IsUniqueViolation reports whether err is a unique-constraint failure.
 	IsUniqueViolation(err error) bool
+	// ConsecutiveInsertIDs reports whether a multi-row INSERT gives its
+	// rows consecutive ids in the order of its VALUES, the last one being
+	// the result's LastInsertId (true of SQLite, whose one writer assigns
+	// AUTOINCREMENT ids one after the other; not of CockroachDB).
+	ConsecutiveInsertIDs() bool
 }
 
 // Tx implements storage.Tx on one *sql.Tx.
