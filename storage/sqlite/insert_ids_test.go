@@ -27,11 +27,12 @@ func TestInsertInboxIDs(t *testing.T) {
 	defer s.Close()
 	for _, d := range []sqlstore.Dialect{dialect{}, returningDialect{}} {
 		t.Run(fmt.Sprintf("%T", d), func(t *testing.T) {
-			tx, err := s.write.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tx.Rollback()
+			// The writer's connection, borrowed in a Write that waits.
+			held, release := make(chan struct{}), make(chan struct{})
+			go s.Write(ctx, func(storage.Tx) error { close(held); <-release; return nil })
+			<-held
+			defer close(release)
+			tx := s.wconn
 			stx := sqlstore.NewTx(ctx, tx, d)
 			var entries []storage.InboxEntry
 			for i := range 21 { // chunks of 16, 4 and 1
@@ -47,7 +48,7 @@ func TestInsertInboxIDs(t *testing.T) {
 			}
 			for i, e := range added {
 				var payload string
-				if err := tx.QueryRow(`SELECT payload FROM inbox WHERE id = ?`, e.ID).Scan(&payload); err != nil {
+				if err := tx.QueryRowContext(ctx, `SELECT payload FROM inbox WHERE id = ?`, e.ID).Scan(&payload); err != nil {
 					t.Fatalf("entry %d, id %d: %v", i, e.ID, err)
 				}
 				if want := fmt.Sprintf(`{"n":%d}`, i); payload != want || string(e.Payload) != want {

@@ -37,7 +37,8 @@ type Options struct {
 type Store struct {
 	read   *sql.DB
 	write  *sql.DB
-	ckpt   *sql.DB // the checkpointer's connection
+	wconn  *sql.Conn // write's one connection, owned by the writer goroutine
+	ckpt   *sql.DB   // the checkpointer's connection
 	writes chan *writeReq
 	low    chan *writeReq // WriteLowPriority
 	done   chan struct{}
@@ -123,7 +124,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		low:  make(chan *writeReq, 4*opts.MaxBatch),
 		done: make(chan struct{}), stopCkpt: make(chan struct{}), ckptDone: make(chan struct{}), opts: opts,
 		devices: sqlstore.NewDeviceCache(1 << 16)}
-	if err := s.migrate(ctx); err != nil {
+	err = s.migrate(ctx)
+	if err == nil {
+		// The writer keeps the one write connection for its lifetime.
+		s.wconn, err = write.Conn(ctx)
+	}
+	if err != nil {
 		write.Close()
 		read.Close()
 		ckpt.Close()
@@ -229,7 +235,7 @@ func (s *Store) Close() error {
 	<-s.done
 	close(s.stopCkpt)
 	<-s.ckptDone
-	return errors.Join(s.write.Close(), s.read.Close(), s.ckpt.Close())
+	return errors.Join(s.wconn.Close(), s.write.Close(), s.read.Close(), s.ckpt.Close())
 }
 
 type dialect struct{}

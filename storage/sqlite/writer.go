@@ -237,10 +237,13 @@ func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeRe
 		}
 		return batch, nil, true
 	}
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
+	// The writer's own connection, on which it begins and ends
+	// transactions itself (see sqlstore.Conn).
+	tx := s.wconn
+	if _, err := tx.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		return fail(fmt.Errorf("sqlite: begin: %w", err))
 	}
+	rollback := func() { tx.ExecContext(ctx, `ROLLBACK`) }
 	defer s.devices.EndTx()
 	var fin sqlstore.Finishers
 	s.finished = writeReq{}
@@ -255,14 +258,14 @@ func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeRe
 		case err != nil: // given up while queued: not run
 		case next != nil:
 			if err := runFn(r, stx); err != nil {
-				tx.Rollback()
+				rollback()
 				return batch, nil, false
 			}
 			r.added, r.removed = stx.Added(), stx.Removed()
 			fin.Add(stx)
 		default:
 			if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
-				tx.Rollback()
+				rollback()
 				return fail(fmt.Errorf("sqlite: savepoint: %w", err))
 			}
 			err = runFn(r, stx)
@@ -270,11 +273,11 @@ func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeRe
 				r.added, r.removed = stx.Added(), stx.Removed()
 				fin.Add(stx)
 			} else if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO w`); rbErr != nil {
-				tx.Rollback()
+				rollback()
 				return fail(fmt.Errorf("sqlite: rollback to savepoint: %w (after %w)", rbErr, err))
 			}
 			if _, relErr := tx.ExecContext(ctx, `RELEASE w`); relErr != nil {
-				tx.Rollback()
+				rollback()
 				return fail(fmt.Errorf("sqlite: release savepoint: %w", relErr))
 			}
 		}
@@ -288,11 +291,12 @@ func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeRe
 	ftx := sqlstore.NewTx(ctx, tx, dialect{})
 	ftx.UseDeviceCache(s.devices)
 	if err := fin.Run(ftx); err != nil {
-		tx.Rollback()
+		rollback()
 		return fail(err)
 	}
 	s.finished.added, s.finished.removed = ftx.Added(), ftx.Removed()
-	if err := tx.Commit(); err != nil {
+	if _, err := tx.ExecContext(ctx, `COMMIT`); err != nil {
+		rollback() // a failed COMMIT may leave the transaction open
 		return fail(fmt.Errorf("sqlite: commit: %w", err))
 	}
 	return batch, results, true

@@ -30,10 +30,20 @@ type Dialect interface {
 	ConsecutiveInsertIDs() bool
 }
 
-// Tx implements storage.Tx on one *sql.Tx.
+// Conn is where a Tx's statements run: a *sql.Tx, or a *sql.Conn on which
+// the engine has begun a transaction itself (database/sql starts a
+// goroutine for every query inside a *sql.Tx, to watch its context; a
+// single writer that owns its connection need not pay that).
+type Conn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Tx implements storage.Tx on one transaction.
 type Tx struct {
 	ctx     context.Context
-	tx      *sql.Tx
+	tx      Conn
 	dialect Dialect
 	added   []storage.InboxEntry // inserted by InsertInbox, IDs set
 	removed []int64              // deleted by DeleteInboxKind
@@ -84,8 +94,9 @@ func (f *Finishers) Run(t *Tx) error {
 	return nil
 }
 
-// NewTx wraps tx for the duration of one storage transaction.
-func NewTx(ctx context.Context, tx *sql.Tx, d Dialect) *Tx {
+// NewTx wraps tx, inside a transaction, for the duration of one storage
+// transaction.
+func NewTx(ctx context.Context, tx Conn, d Dialect) *Tx {
 	return &Tx{ctx: ctx, tx: tx, dialect: d}
 }
 
