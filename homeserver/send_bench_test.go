@@ -87,6 +87,22 @@ func BenchmarkSend(b *testing.B) {
 	}
 }
 
+// benchGroup creates a group of all the callers, the first its owner, and
+// returns it with the other members' devices (a shared send's list).
+func benchGroup(b *testing.B, hs *homeserver.Server, cs []homeserver.Caller) (string, []wire.DeviceAddress) {
+	var names []string
+	var shared []wire.DeviceAddress
+	for _, c := range cs[1:] {
+		names = append(names, c.UserID)
+		shared = append(shared, wire.DeviceAddress{User: c.UserID, Device: c.DeviceID})
+	}
+	g, err := hs.CreateGroup(context.Background(), cs[0], wire.CreateGroupRequest{GroupMeta: wire.GroupMeta{Name: "bench"}, Members: names})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return g.ID, shared
+}
+
 // BenchmarkGroupFanout sends one sender-key message to a group of 1,024
 // members: one stored ciphertext and 1,023 inbox entries in one commit.
 func BenchmarkGroupFanout(b *testing.B) {
@@ -94,21 +110,12 @@ func BenchmarkGroupFanout(b *testing.B) {
 		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
 			hs, cs := benchServer(b, members)
 			ctx := context.Background()
-			var names []string
-			var shared []wire.DeviceAddress
-			for _, c := range cs[1:] {
-				names = append(names, c.UserID)
-				shared = append(shared, wire.DeviceAddress{User: c.UserID, Device: c.DeviceID})
-			}
-			g, err := hs.CreateGroup(ctx, cs[0], wire.CreateGroupRequest{GroupMeta: wire.GroupMeta{Name: "bench"}, Members: names})
-			if err != nil {
-				b.Fatal(err)
-			}
+			groupID, shared := benchGroup(b, hs, cs)
 			body := make([]byte, 200)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				_, err := hs.Send(ctx, cs[0], wire.SendRequest{ClientID: fmt.Sprint(i), To: g.ID,
+				_, err := hs.Send(ctx, cs[0], wire.SendRequest{ClientID: fmt.Sprint(i), To: groupID,
 					Shared: &wire.Shared{Type: wire.CiphertextSenderKey, Body: body, Devices: shared}})
 				if err != nil {
 					b.Fatal(err)
@@ -127,16 +134,7 @@ func BenchmarkGroupAck(b *testing.B) {
 	const members = 1024
 	hs, cs := benchServer(b, members)
 	ctx := context.Background()
-	var names []string
-	var shared []wire.DeviceAddress
-	for _, c := range cs[1:] {
-		names = append(names, c.UserID)
-		shared = append(shared, wire.DeviceAddress{User: c.UserID, Device: c.DeviceID})
-	}
-	g, err := hs.CreateGroup(ctx, cs[0], wire.CreateGroupRequest{GroupMeta: wire.GroupMeta{Name: "bench"}, Members: names})
-	if err != nil {
-		b.Fatal(err)
-	}
+	groupID, shared := benchGroup(b, hs, cs)
 	body := make([]byte, 200)
 	// The members' pending entries (the group's creation events), drained
 	// first so each later read finds just the message.
@@ -156,7 +154,7 @@ func BenchmarkGroupAck(b *testing.B) {
 	b.ResetTimer()
 	for n := range b.N {
 		b.StopTimer()
-		if _, err := hs.Send(ctx, cs[0], wire.SendRequest{ClientID: fmt.Sprint(n), To: g.ID,
+		if _, err := hs.Send(ctx, cs[0], wire.SendRequest{ClientID: fmt.Sprint(n), To: groupID,
 			Shared: &wire.Shared{Type: wire.CiphertextSenderKey, Body: body, Devices: shared}}); err != nil {
 			b.Fatal(err)
 		}
