@@ -66,7 +66,7 @@ func (a *API) socket(c echo.Context) error {
 	if err != nil {
 		return nil // the upgrader has answered with an HTTP error
 	}
-	s := &session{api: a, conn: conn, br: w.br, caller: caller}
+	s := &session{api: a, conn: conn, br: w.br, caller: caller, stale: true} // stale: storage first, before any hand-over
 	a.hub.add(s)
 	if n, low, err := a.hs.PreKeysLow(c.Request().Context(), caller); err == nil && low {
 		s.queue(wire.Event{Type: wire.EventPreKeysLow, Count: n})

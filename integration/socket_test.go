@@ -261,3 +261,53 @@ func TestIdleSocketsHaveNoGoroutine(t *testing.T) {
 		t.Fatalf("%d sockets connected, want %d", got, n)
 	}
 }
+
+// A device that connects while messages keep arriving gets them gap-free
+// and in order: what was stored before it connected, then what arrived
+// since, whichever way each reached the socket (read back, or handed over
+// by the commit). Twenty connects in a row, each read for a while, then
+// acknowledged and closed.
+func TestSocketConnectWhileSending(t *testing.T) {
+	s := startServer(t, "")
+	alice := s.register("alice", 1)
+	bob := s.register("bob", 1)
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if status, _, e := alice.send(fmt.Sprint("m", i), "bob@localhost", bob.addr()); status != 200 {
+				t.Errorf("send %d: %d %+v", i, status, e)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-sent }()
+	var acked uint64 // highest seq acknowledged
+	for round := range 20 {
+		sock := bob.dial()
+		var got []wire.Event
+		for len(got) < 30 {
+			ev := sock.next(wire.EventCaughtUp)
+			if ev.Type == wire.EventMessage {
+				got = append(got, ev)
+			}
+		}
+		if first := got[0].Seq; first > acked+1 {
+			t.Fatalf("round %d: first message seq %d, but %d was never acknowledged", round, first, acked+1)
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i].Seq != got[i-1].Seq+1 {
+				t.Fatalf("round %d: seq %d after %d", round, got[i].Seq, got[i-1].Seq)
+			}
+		}
+		bob.ack(got...)
+		acked = got[len(got)-1].Seq
+		sock.conn.Close()
+	}
+}
