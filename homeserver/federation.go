@@ -168,12 +168,17 @@ func remoteList(user string, pos uint64, devs []wire.DeviceKeys) (storage.Remote
 // otherwise we queue the whole send for the hub and answer "accepted".
 func (s *Server) sendDirectRemote(ctx context.Context, c Caller, req wire.SendRequest, to string) (wire.SendResult, error) {
 	convID := DirectConversationID(c.UserID, to)
-	theirs, err := s.remoteDevices(ctx, to)
-	if err != nil {
-		return wire.SendResult{}, err
-	}
 	hub := hubOf(s.opts.Domain, domainOf(to))
+	// The recipient's device list is read inside the send's own write
+	// (one transaction instead of two); only when this server has never
+	// had it is it fetched, outside, and the send run again.
 	check := func(tx storage.Tx) error {
+		theirs, err := tx.RemoteDeviceList(to)
+		if notFound(err) {
+			return errNoRemoteList
+		} else if err != nil {
+			return err
+		}
 		want := deviceSet{}
 		for _, d := range theirs.Devices {
 			want[deviceAddr{User: to, Device: d.DeviceID}] = struct{}{}
@@ -192,12 +197,28 @@ func (s *Server) sendDirectRemote(ctx context.Context, c Caller, req wire.SendRe
 		}
 		return s.ensureDirect(tx, convID, hub, c.UserID, to)
 	}
-	if hub == s.opts.Domain {
-		return s.store1(ctx, c, req, convID, check, nil)
+	send := func() (wire.SendResult, error) {
+		if hub == s.opts.Domain {
+			return s.store1(ctx, c, req, convID, check, nil)
+		}
+		return s.forwardSend(ctx, c, req, convID, hub, check)
 	}
-
-	return s.forwardSend(ctx, c, req, convID, hub, check)
+	res, err := send()
+	if errors.Is(err, errNoRemoteList) {
+		if _, err := s.fetchRemoteDevices(ctx, to); err != nil {
+			return wire.SendResult{}, err
+		}
+		res, err = send()
+	}
+	if errors.Is(err, errNoRemoteList) {
+		return wire.SendResult{}, &Error{Code: wire.CodeUnavailable, Message: domainOf(to) + " sent no device list",
+			Cause: err}
+	}
+	return res, err
 }
+
+// errNoRemoteList: a send's check found no device list for a remote user.
+var errNoRemoteList = errors.New("homeserver: no device list for the remote user")
 
 // forwardSend records a local send for a conversation whose hub is another
 // homeserver and queues it there, after check; it answers "accepted". A
