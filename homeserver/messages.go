@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -76,31 +77,55 @@ func (s *Server) store1(ctx context.Context, c Caller, req wire.SendRequest, con
 		envelopes: req.Envelopes, shared: req.Shared, sentAt: s.now(), create: create})
 	var res wire.SendResult
 	var dests []string
+	// A retried client id is caught by the message insert's unique key
+	// rather than looked up before every send: the retry's transaction
+	// fails with errSeenClientID (and is rolled back alone), and the first
+	// send's result is read after it.
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
 		dests = nil
-		prev, err := tx.MessageByClientID(c.UserID, c.DeviceID, req.ClientID)
-		if err == nil {
-			if prev.Conversation != convID {
-				return refuse(wire.CodeClientIDReused, "client_id %q was used for another conversation", req.ClientID)
-			}
-			res = wire.SendResult{ClientID: req.ClientID, Conversation: convID, Seq: prev.Seq, SentAt: prev.SentAt, Status: wire.SendSent}
-			return nil
-		} else if !notFound(err) {
-			return err
-		}
 		if err := check(tx); err != nil {
+			// A retry of a message already stored is answered as it was,
+			// even if the check would refuse it now (its device list changed).
+			if prev, perr := tx.MessageByClientID(c.UserID, c.DeviceID, req.ClientID); perr == nil {
+				res, err = retried(prev, convID, req.ClientID)
+			}
 			return err
 		}
 		seq, d, err := s.sequence(tx, p)
+		if conflict(err) {
+			return errSeenClientID
+		}
 		dests = d
 		res = wire.SendResult{ClientID: req.ClientID, Conversation: convID, Seq: seq, SentAt: p.sentAt, Status: wire.SendSent}
 		return err
 	})
+	if errors.Is(err, errSeenClientID) {
+		var prev storage.Message
+		err = s.store.Read(ctx, func(tx storage.Tx) (err error) {
+			prev, err = tx.MessageByClientID(c.UserID, c.DeviceID, req.ClientID)
+			return err
+		})
+		if err == nil {
+			res, err = retried(prev, convID, req.ClientID)
+		}
+	}
 	if err != nil {
 		return wire.SendResult{}, internal(ctx, err)
 	}
 	s.wakeOutbox(dests)
 	return res, nil
+}
+
+// errSeenClientID: a send's client id is already stored (a retry).
+var errSeenClientID = errors.New("homeserver: client id already stored")
+
+// retried answers a retried send as its first send was answered, or
+// refuses a client id reused for another conversation.
+func retried(prev storage.Message, convID, clientID string) (wire.SendResult, error) {
+	if prev.Conversation != convID {
+		return wire.SendResult{}, refuse(wire.CodeClientIDReused, "client_id %q was used for another conversation", clientID)
+	}
+	return wire.SendResult{ClientID: clientID, Conversation: convID, Seq: prev.Seq, SentAt: prev.SentAt, Status: wire.SendSent}, nil
 }
 
 // outgoing is one message to sequence, from a local device or forwarded

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,6 +124,38 @@ func TestIdempotentRetry(t *testing.T) {
 	}
 	if n := len(messages(bob.inbox())); n != 1 {
 		t.Fatalf("bob has %d messages after a retry, want 1", n)
+	}
+	// Retries racing each other (most share a commit) answer the same and
+	// use no sequence number: the next message takes the one after.
+	var wg sync.WaitGroup
+	results := make([]wire.SendResult, 16)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, results[i], _ = alice.send("same-id", "bob@localhost", bob.addr())
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r != first {
+			t.Fatalf("concurrent retry %d: %+v, want %+v", i, r, first)
+		}
+	}
+	if _, next, e := alice.send("next-id", "bob@localhost", bob.addr()); e.Code != "" || next.Seq != first.Seq+1 {
+		t.Fatalf("message after the retries: seq %d (%+v), want %d", next.Seq, e, first.Seq+1)
+	}
+	// A retry after bob added a device (a new send would be refused as
+	// stale) is still answered as the first send was.
+	phone := s.login("bob", 5)
+	if _, again, e := alice.send("same-id", "bob@localhost", bob.addr()); e.Code != "" || again != first {
+		t.Fatalf("retry after a device change: %+v (%+v), want %+v", again, e, first)
+	}
+	if status, _, e := alice.send("new-id", "bob@localhost", bob.addr()); status != 409 || e.Code != wire.CodeStaleDevices {
+		t.Fatalf("a new send missing %s/%d: %d %+v", phone.session.UserID, phone.session.DeviceID, status, e)
+	}
+	if n := len(messages(bob.inbox())); n != 2 {
+		t.Fatalf("bob has %d messages, want 2", n)
 	}
 	carol := s.register("carol", 5)
 	_, _, e = alice.send("same-id", "carol@localhost", carol.addr())
