@@ -67,6 +67,7 @@ func (a *API) socket(c echo.Context) error {
 		return nil // the upgrader has answered with an HTTP error
 	}
 	s := &session{api: a, conn: conn, br: w.br, caller: caller, stale: true} // stale: storage first, before any hand-over
+	s.lastRead.Store(time.Now().UnixNano())                                  // before the ping ticker can see it
 	a.hub.add(s)
 	if n, low, err := a.hs.PreKeysLow(c.Request().Context(), caller); err == nil && low {
 		s.queue(wire.Event{Type: wire.EventPreKeysLow, Count: n})
@@ -398,11 +399,15 @@ func (s *session) closeWith(code int, reason string) {
 	}
 }
 
-// checkAlive closes a socket whose client has sent nothing, not even a
-// pong, for 2.5 ping intervals. A reading socket's deadline does this
-// too; a parked one has no read to time out.
+// checkAlive closes a parked socket whose client has sent nothing, not
+// even a pong, for 2.5 ping intervals: it has no read to time out. A
+// socket with a reader is left to its read deadline (its reader may be
+// busy handling a frame, with pongs waiting unread).
 func (s *session) checkAlive(now time.Time) {
-	if now.Sub(time.Unix(0, s.lastRead.Load())) > s.api.opts.PingInterval*5/2 {
+	s.mu.Lock()
+	parked := s.parked
+	s.mu.Unlock()
+	if parked && now.Sub(time.Unix(0, s.lastRead.Load())) > s.api.opts.PingInterval*5/2 {
 		s.closeWith(websocket.CloseGoingAway, "no answer to pings")
 	}
 }

@@ -18,6 +18,12 @@ type poller struct {
 	epfd int
 	log  *slog.Logger
 
+	// open guards epfd: parks hold it shared while they register, and the
+	// poller takes it exclusively to close epfd, so no park can use the
+	// number once it is closed (and maybe reused).
+	open   sync.RWMutex
+	closed bool
+
 	mu   sync.Mutex
 	byID map[uint64]*session
 	next uint64
@@ -61,8 +67,13 @@ func (p *poller) park(s *session) bool {
 	s.mu.Unlock()
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
 		Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
-	var ctlErr error
-	err := s.raw.Control(func(fd uintptr) { ctlErr = syscall.EpollCtl(p.epfd, op, int(fd), &ev) })
+	var ctlErr error = syscall.EBADF
+	p.open.RLock()
+	var err error
+	if !p.closed {
+		err = s.raw.Control(func(fd uintptr) { ctlErr = syscall.EpollCtl(p.epfd, op, int(fd), &ev) })
+	}
+	p.open.RUnlock()
 	if err == nil && ctlErr == nil {
 		return true
 	}
@@ -86,7 +97,12 @@ func (p *poller) forget(s *session) {
 // run waits for events and starts the reader of each socket that has data,
 // until ctx ends.
 func (p *poller) run(ctx context.Context) {
-	defer syscall.Close(p.epfd)
+	defer func() {
+		p.open.Lock()
+		p.closed = true
+		syscall.Close(p.epfd)
+		p.open.Unlock()
+	}()
 	events := make([]syscall.EpollEvent, 256)
 	for ctx.Err() == nil {
 		// A timeout, so that ctx is seen: a close does not wake epoll_wait.

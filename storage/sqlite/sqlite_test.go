@@ -521,4 +521,17 @@ func TestFinallyRunsOncePerCommitAndKey(t *testing.T) {
 	if err == nil || ran {
 		t.Fatalf("failed Write: err %v, its Finally function ran: %v", err, ran)
 	}
+
+	// A Finally function that panics fails its commit, not the process;
+	// the writer goes on.
+	err = s.Write(ctx, func(tx storage.Tx) error {
+		tx.Finally("k3", func(storage.Tx) error { panic("on purpose") })
+		return nil
+	})
+	if err == nil {
+		t.Fatal("a Write whose Finally function panicked succeeded")
+	}
+	if err := addAccount(ctx, s, "after-panic@x"); err != nil {
+		t.Fatalf("a Write after the panic: %v", err)
+	}
 }

@@ -240,10 +240,15 @@ func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeRe
 	// The writer's own connection, on which it begins and ends
 	// transactions itself (see sqlstore.Conn).
 	tx := s.wconn
-	if _, err := tx.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-		return fail(fmt.Errorf("sqlite: begin: %w", err))
-	}
 	rollback := func() { tx.ExecContext(ctx, `ROLLBACK`) }
+	if _, err := tx.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		// A ROLLBACK that failed earlier may have left a transaction
+		// open on the connection: end it and try once more.
+		rollback()
+		if _, err := tx.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+			return fail(fmt.Errorf("sqlite: begin: %w", err))
+		}
+	}
 	defer s.devices.EndTx()
 	var fin sqlstore.Finishers
 	s.finished = writeReq{}
@@ -290,7 +295,7 @@ func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeRe
 	}
 	ftx := sqlstore.NewTx(ctx, tx, dialect{})
 	ftx.UseDeviceCache(s.devices)
-	if err := fin.Run(ftx); err != nil {
+	if err := runFinally(&fin, ftx); err != nil {
 		rollback()
 		return fail(err)
 	}
@@ -300,6 +305,17 @@ func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeRe
 		return fail(fmt.Errorf("sqlite: commit: %w", err))
 	}
 	return batch, results, true
+}
+
+// runFinally runs the batch's Finally functions, a panic becoming the
+// error that fails the batch, as runFn does for a request.
+func runFinally(fin *sqlstore.Finishers, tx *sqlstore.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("sqlite: Finally function panicked: %v", p)
+		}
+	}()
+	return fin.Run(tx)
 }
 
 // runFn runs one request, turning a panic into an error so that one bad
