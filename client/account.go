@@ -310,8 +310,9 @@ func (a *Account) uploadNewIdentity(ctx context.Context) error {
 	return a.uploadFullKeys(ctx)
 }
 
-// uploadFullKeys uploads identity key, a new signed prekey (the store makes
-// one for a full upload) and PreKeyBatch one-time prekeys.
+// uploadFullKeys uploads the identity key, the current signed prekey and
+// PreKeyBatch one-time prekeys. The signed prekey is not rotated yet
+// (e2ee.Store.RotateSignedPreKey exists; nothing calls it on a schedule).
 func (a *Account) uploadFullKeys(ctx context.Context) error {
 	up, err := a.store.KeyUpload(ctx, true, PreKeyBatch)
 	if err != nil {

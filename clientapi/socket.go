@@ -399,17 +399,19 @@ func (s *session) closeWith(code int, reason string) {
 	}
 }
 
-// checkAlive closes a parked socket whose client has sent nothing, not
+// checkAlive reports whether the socket is still open; it closes a parked socket whose client has sent nothing, not
 // even a pong, for 2.5 ping intervals: it has no read to time out. A
 // socket with a reader is left to its read deadline (its reader may be
 // busy handling a frame, with pongs waiting unread).
-func (s *session) checkAlive(now time.Time) {
+func (s *session) checkAlive(now time.Time) bool {
 	s.mu.Lock()
 	parked := s.parked
 	s.mu.Unlock()
 	if parked && now.Sub(time.Unix(0, s.lastRead.Load())) > s.api.opts.PingInterval*5/2 {
 		s.closeWith(websocket.CloseGoingAway, "no answer to pings")
+		return false
 	}
+	return true
 }
 
 func (s *session) ping() {
@@ -509,8 +511,9 @@ func (h *hub) run(ctx context.Context) {
 			return
 		case now := <-t.C:
 			for _, s := range h.snapshot() {
-				s.checkAlive(now)
-				s.ping()
+				if s.checkAlive(now) {
+					s.ping()
+				}
 			}
 		}
 	}

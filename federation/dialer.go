@@ -146,7 +146,6 @@ func (d *Dialer) dialTarget(ctx context.Context, network string, t Target) (net.
 	}
 	nd := net.Dialer{Timeout: timeout, Control: d.control}
 	var errs []error
-	tried := 0
 	for _, ip := range addrs {
 		if (network == "tcp4" && !ip.Is4()) || (network == "tcp6" && !ip.Is6()) {
 			continue
@@ -155,7 +154,6 @@ func (d *Dialer) dialTarget(ctx context.Context, network string, t Target) (net.
 			errs = append(errs, fmt.Errorf("%w: %s (%s) is not a public address", ErrForbiddenAddress, t.Host, ip))
 			continue
 		}
-		tried++
 		conn, err := nd.DialContext(ctx, network, netip.AddrPortFrom(ip, t.Port).String())
 		if err == nil {
 			return conn, nil

@@ -35,8 +35,6 @@ type Remote interface {
 	GroupOp(ctx context.Context, hub, group string, op wire.GroupOp) error
 }
 
-func asWire(err error, target **wire.Error) bool { return errors.As(err, target) }
-
 // Federation connects the domain to other homeservers.
 type Federation struct {
 	Remote Remote

@@ -198,10 +198,18 @@ func (in *inbound) store(it wire.FedItem, sender string) error {
 		return err
 	}
 	var entries []storage.InboxEntry
+	keyed := map[string][]uint32{} // each user's devices, asked once per message
 	add := func(user string, device uint32, payload, shared []byte) error {
-		devs, err := tx.KeyedDevices(user)
-		if err != nil || !slices.Contains(devs, device) {
-			return err
+		devs, ok := keyed[user]
+		if !ok {
+			var err error
+			if devs, err = tx.KeyedDevices(user); err != nil {
+				return err
+			}
+			keyed[user] = devs
+		}
+		if !slices.Contains(devs, device) {
+			return nil
 		}
 		entries = append(entries, storage.InboxEntry{UserID: user, DeviceID: device, Kind: storage.EntryMessage,
 			Conversation: it.Conversation, Seq: it.Seq, MessageID: msgID, Sender: sender, ExpiresAt: p.expires,
@@ -410,20 +418,16 @@ func (in *inbound) deviceList(it wire.FedItem) error {
 		return err
 	}
 	payload := mustJSON(wire.Event{Type: wire.EventDeviceList, User: user})
-	expires := s.now().Add(s.opts.Retention)
 	var entries []storage.InboxEntry
 	for _, c := range contacts {
 		if !s.isLocal(c) {
 			continue
 		}
-		devs, err := tx.KeyedDevices(c)
+		r, err := s.receiptEntries(tx, c, "", 0, storage.EntryDeviceList, payload)
 		if err != nil {
 			return err
 		}
-		for _, d := range devs {
-			entries = append(entries, storage.InboxEntry{UserID: c, DeviceID: d, Kind: storage.EntryDeviceList,
-				ExpiresAt: expires, Payload: payload})
-		}
+		entries = append(entries, r...)
 	}
 	return tx.InsertInbox(entries)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,16 +90,6 @@ func (g *groupState) member(user string) (storage.GroupMember, bool) {
 		}
 	}
 	return storage.GroupMember{}, false
-}
-
-func (g *groupState) joined() int {
-	n := 0
-	for _, m := range g.members {
-		if m.State == storage.MemberJoined {
-			n++
-		}
-	}
-	return n
 }
 
 func isAdmin(m storage.GroupMember) bool {
@@ -673,7 +664,7 @@ func (s *Server) GroupDevices(ctx context.Context, c Caller, id string) (wire.Gr
 		d, err := s.fed.Remote.GroupDevices(ctx, hub, id, c.UserID)
 		if err != nil {
 			var we *wire.Error
-			if asWire(err, &we) {
+			if errors.As(err, &we) {
 				return wire.GroupDevices{}, &Error{Code: we.Code, Message: we.Message}
 			}
 			return wire.GroupDevices{}, remoteError(hub, err)
@@ -726,6 +717,8 @@ func (s *Server) sendGroup(ctx context.Context, c Caller, req wire.SendRequest) 
 		if notFound(err) || (err == nil && m.State != storage.MemberJoined) {
 			if _, gerr := tx.Group(req.To); notFound(gerr) {
 				return refuse(wire.CodeUnknownGroup, "no group %s", req.To)
+			} else if gerr != nil {
+				return gerr
 			}
 			return refuse(wire.CodeNotMember, "you are not a member of %s", req.To)
 		} else if err != nil {

@@ -2,6 +2,7 @@ package homeserver
 
 import (
 	"context"
+	"errors"
 	"slices"
 
 	"github.com/parleychat/parley/storage"
@@ -58,7 +59,7 @@ func (s *Server) proxied(ctx context.Context, hub, id string, err error, op wire
 	}
 	if err := s.fed.Remote.GroupOp(ctx, hub, id, op); err != nil {
 		var we *wire.Error
-		if asWire(err, &we) {
+		if errors.As(err, &we) {
 			return &Error{Code: we.Code, Message: we.Message, Field: we.Field}
 		}
 		return remoteError(hub, err)
@@ -164,17 +165,13 @@ func (in *inbound) groupEvent(it wire.FedItem) error {
 		return err
 	}
 	payload := mustJSON(*ev)
-	expires := s.now().Add(s.opts.Retention)
 	var entries []storage.InboxEntry
 	for _, u := range it.Users {
-		devs, err := tx.KeyedDevices(u)
+		r, err := s.receiptEntries(tx, u, it.Conversation, it.Seq, storage.EntryGroup, payload)
 		if err != nil {
 			return err
 		}
-		for _, d := range devs {
-			entries = append(entries, storage.InboxEntry{UserID: u, DeviceID: d, Kind: storage.EntryGroup,
-				Conversation: it.Conversation, Seq: it.Seq, ExpiresAt: expires, Payload: payload})
-		}
+		entries = append(entries, r...)
 	}
 	if err := tx.InsertInbox(entries); err != nil {
 		return err

@@ -100,19 +100,6 @@ func (s *Server) isLocal(userID string) bool {
 	return domain == s.opts.Domain
 }
 
-// localUser validates a user id given by a client and requires it to be
-// local: remote users need federation, which comes later.
-func (s *Server) localUser(field, raw string) (string, error) {
-	id, _, domain, ok := ParseUserID(raw)
-	if !ok {
-		return "", invalid(field, "%q is not a user id (name@domain)", raw)
-	}
-	if domain != s.opts.Domain {
-		return "", refuse(wire.CodeUnsupported, "%s is on another homeserver; federation is not enabled", id)
-	}
-	return id, nil
-}
-
 func notFound(err error) bool { return errors.Is(err, storage.ErrNotFound) }
 
 func conflict(err error) bool { return errors.Is(err, storage.ErrConflict) }

@@ -1,6 +1,7 @@
 package homeserver
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -434,7 +435,7 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 		if err != nil {
 			return err
 		}
-		slices.SortFunc(deleted, func(a, b storage.InboxEntry) int { return cmpInt64(a.ID, b.ID) })
+		slices.SortFunc(deleted, func(a, b storage.InboxEntry) int { return cmp.Compare(a.ID, b.ID) })
 		var receipts []storage.InboxEntry
 		for _, e := range deleted {
 			if e.Kind != storage.EntryMessage || e.MessageID == 0 {
@@ -598,26 +599,28 @@ func (s *Server) replaceSummary(tx storage.Tx, user, conv string, seq uint64, ki
 			return err
 		}
 	}
-	entries, err := s.receiptEntries(tx, user, conv, seq, kind, payload)
-	if err != nil {
-		return err
-	}
-	return tx.InsertInbox(entries)
+	return tx.InsertInbox(s.deviceEntries(user, devs, conv, seq, kind, payload))
 }
 
-// receiptEntries builds one receipt entry for every device of user.
+// receiptEntries builds one entry of payload (a receipt, a group event, a
+// device-list notice) for every device of user.
 func (s *Server) receiptEntries(tx storage.Tx, user, conv string, seq uint64, kind string, payload []byte) ([]storage.InboxEntry, error) {
 	devs, err := tx.KeyedDevices(user)
 	if err != nil {
 		return nil, err
 	}
+	return s.deviceEntries(user, devs, conv, seq, kind, payload), nil
+}
+
+// deviceEntries builds one entry of payload for each of user's devs.
+func (s *Server) deviceEntries(user string, devs []uint32, conv string, seq uint64, kind string, payload []byte) []storage.InboxEntry {
 	expires := s.now().Add(s.opts.Retention)
 	entries := make([]storage.InboxEntry, 0, len(devs))
 	for _, d := range devs {
 		entries = append(entries, storage.InboxEntry{UserID: user, DeviceID: d, Kind: kind,
 			Conversation: conv, Seq: seq, ExpiresAt: expires, Payload: payload})
 	}
-	return entries, nil
+	return entries
 }
 
 // withSeq puts "seq":N into an encoded event.
@@ -665,14 +668,4 @@ func printableASCII(s string) bool {
 		}
 	}
 	return utf8.ValidString(s)
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

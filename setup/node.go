@@ -107,7 +107,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, extra Extra) (*Nod
 	}
 	if cfg.FederationEnabled() {
 		if err := n.startFederation(runCtx, extra); err != nil {
-			n.srv.Close()
+			ln.Close() // not served yet: srv.Close would not close it
 			cancel()
 			store.Close()
 			return nil, err

@@ -109,7 +109,8 @@ type Tx interface {
 	InsertInbox(entries []InboxEntry) error
 	// Inbox returns up to limit entries of one device with ID > after, in ID order.
 	Inbox(userID string, deviceID uint32, after int64, limit int) ([]InboxEntry, error)
-	// InboxEvents is Inbox for serving: only ID, Payload and SharedBody are
+	// InboxEvents is Inbox for serving (Inbox reads whole entries, for
+	// tests and tools): only ID, Payload and SharedBody are
 	// read, which is what a socket sends.
 	InboxEvents(userID string, deviceID uint32, after int64, limit int) ([]InboxEntry, error)
 	// DeleteInbox deletes the listed entries of one device and returns the
@@ -117,7 +118,8 @@ type Tx interface {
 	// an acknowledgement needs to send receipts.
 	DeleteInbox(userID string, deviceID uint32, ids []int64) ([]InboxEntry, error)
 	// ExpireInbox deletes up to limit entries whose ExpiresAt is before t
-	// and returns how many it deleted and the deleted message entries.
+	// and returns how many it deleted and the deleted message entries
+	// (their ids, devices, conversations and seqs; no payloads).
 	ExpireInbox(t time.Time, limit int) (int, []InboxEntry, error)
 	// DeleteMessagesBefore deletes message records that expired before t.
 	DeleteMessagesBefore(t time.Time) (int64, error)

@@ -203,10 +203,6 @@ type device struct {
 	conn *client.Conn
 }
 
-func (d *device) addr() wire.DeviceAddress {
-	return wire.DeviceAddress{User: d.sess.UserID, Device: d.sess.DeviceID}
-}
-
 type cachedDevice struct {
 	Session wire.Session `json:"session"`
 	Keys    bool         `json:"keys"`

@@ -184,7 +184,7 @@ func runGroup(ctx context.Context, e *env) (*result, error) {
 		MemberLatencyMs:  summarize(all),
 		AcceptMs:         summarize(acc),
 		DeviceDeliveries: ptr(round3(float64(deliveries) / elapsed.Seconds())),
-		Sent:             ptr(int64(fan.n)),
+		Sent:             ptr(int64(acc.n)), // sent, whether or not every member got it
 		Delivered:        ptr(deliveries),
 		Receipts:         ptr(receipts.Load()),
 		Errors:           errs.Load(),
@@ -198,6 +198,6 @@ func runGroup(ctx context.Context, e *env) (*result, error) {
 	if srv.pid != 0 {
 		res.ServerRSSBytes = ptr(rss)
 	}
-	res.setUsage(between(snapA, snapB), int64(fan.n))
+	res.setUsage(between(snapA, snapB), int64(acc.n))
 	return res, nil
 }

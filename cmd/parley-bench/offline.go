@@ -68,10 +68,9 @@ func runOffline(ctx context.Context, e *env) (*result, error) {
 	var lastAccepted atomic.Int64 // ns since env.start
 	share := func(i int) int { return k/len(senders) + btoi(i < k%len(senders)) }
 	type senderState struct {
-		window  chan struct{}
-		sentAt  []atomic.Int64
-		hist    *hist
-		counted atomic.Int64
+		window chan struct{}
+		sentAt []atomic.Int64
+		hist   *hist
 	}
 	states := make([]*senderState, len(senders))
 	prefix := "o" + hexTag(e.tag) + "-"

@@ -161,11 +161,11 @@ func (c *cli) create(ctx context.Context) error {
 	}
 	defer acct.Close()
 	if c.inv.cmd == "register" {
-		fmt.Fprintln(c.env.stdout, acct.UserID())
+		_, err = fmt.Fprintln(c.env.stdout, acct.UserID())
 	} else {
-		fmt.Fprintf(c.env.stdout, "%s %d\n", acct.UserID(), acct.DeviceID())
+		_, err = fmt.Fprintf(c.env.stdout, "%s %d\n", acct.UserID(), acct.DeviceID())
 	}
-	return nil
+	return err
 }
 
 // password returns --password or PARLEY_PASSWORD, else one line of stdin.

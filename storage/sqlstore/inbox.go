@@ -11,17 +11,6 @@ import (
 	"github.com/parleychat/parley/storage"
 )
 
-const inboxColumns = `id, user_id, device_id, kind, conversation, seq, message_id, sender, expires_at, payload`
-
-func scanInbox(row interface{ Scan(...any) error }) (storage.InboxEntry, error) {
-	var e storage.InboxEntry
-	var msgID sql.NullInt64
-	var expires int64
-	err := row.Scan(&e.ID, &e.UserID, &e.DeviceID, &e.Kind, &e.Conversation, &e.Seq, &msgID, &e.Sender, &expires, &e.Payload)
-	e.MessageID, e.ExpiresAt = msgID.Int64, fromMS(expires)
-	return e, err
-}
-
 // insertChunks are the row counts of the multi-row INSERTs InsertInbox
 // uses: a fixed few, so the prepared statements can be cached, and at most
 // 256 × 9 parameters, within every engine's limit.
@@ -222,11 +211,13 @@ func (t *Tx) DeleteInbox(userID string, deviceID uint32, ids []int64) ([]storage
 
 func (t *Tx) ExpireInbox(before time.Time, limit int) (int, []storage.InboxEntry, error) {
 	rows, err := t.query(`DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE expires_at > 0 AND expires_at < ?
-		ORDER BY expires_at LIMIT ?) RETURNING `+inboxColumns, ms(before), limit)
+		ORDER BY expires_at LIMIT ?) RETURNING id, user_id, device_id, kind, conversation, seq`, ms(before), limit)
 	if err != nil {
 		return 0, nil, err
 	}
-	all, err := collect(rows, scanInbox)
+	all, err := collect(rows, func(r interface{ Scan(...any) error }) (e storage.InboxEntry, err error) {
+		return e, r.Scan(&e.ID, &e.UserID, &e.DeviceID, &e.Kind, &e.Conversation, &e.Seq)
+	})
 	if err != nil {
 		return 0, nil, err
 	}
