@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/parleychat/parley/homeserver"
 	"github.com/parleychat/parley/wire"
 )
 
@@ -54,7 +55,7 @@ func (c *Client) SendTransaction(ctx context.Context, dest, txnID string, items 
 // Devices asks a user's homeserver for the user's devices.
 func (c *Client) Devices(ctx context.Context, user string) (wire.RemoteDevices, error) {
 	var out wire.RemoteDevices
-	err := c.do(ctx, http.MethodGet, domainOf(user), wire.FederationPrefix+"/users/"+url.PathEscape(user)+"/devices", nil, &out)
+	err := c.do(ctx, http.MethodGet, homeserver.DomainOf(user), wire.FederationPrefix+"/users/"+url.PathEscape(user)+"/devices", nil, &out)
 	return out, err
 }
 
@@ -65,14 +66,14 @@ func (c *Client) Claim(ctx context.Context, user string, devices []uint32) ([]wi
 		return nil, err
 	}
 	var out wire.ClaimResponse
-	err = c.do(ctx, http.MethodPost, domainOf(user), wire.FederationPrefix+"/keys/claim", body, &out)
+	err = c.do(ctx, http.MethodPost, homeserver.DomainOf(user), wire.FederationPrefix+"/keys/claim", body, &out)
 	return out.Bundles, err
 }
 
 // Profile fetches a user's public profile.
 func (c *Client) Profile(ctx context.Context, user string) (wire.Profile, error) {
 	var out wire.Profile
-	err := c.do(ctx, http.MethodGet, domainOf(user), wire.FederationPrefix+"/profile/"+url.PathEscape(user), nil, &out)
+	err := c.do(ctx, http.MethodGet, homeserver.DomainOf(user), wire.FederationPrefix+"/profile/"+url.PathEscape(user), nil, &out)
 	return out, err
 }
 
@@ -126,13 +127,4 @@ func (c *Client) do(ctx context.Context, method, dest, path string, body []byte,
 		return fmt.Errorf("federation: %s sent malformed JSON: %w", dest, err)
 	}
 	return nil
-}
-
-func domainOf(userID string) string {
-	for i := len(userID) - 1; i >= 0; i-- {
-		if userID[i] == '@' {
-			return userID[i+1:]
-		}
-	}
-	return ""
 }

@@ -182,7 +182,7 @@ func (a *API) claim(ctx context.Context, r *http.Request, origin string, body []
 
 func (a *API) profile(ctx context.Context, r *http.Request, origin string, _ []byte) (any, error) {
 	user := r.PathValue("user")
-	if domainOf(user) != a.hs.Domain() {
+	if homeserver.DomainOf(user) != a.hs.Domain() {
 		return nil, &wire.Error{Code: wire.CodeForbidden, Message: user + " is not a user of this server"}
 	}
 	return a.hs.Profile(ctx, user)

@@ -189,7 +189,7 @@ func (s *Server) Profile(ctx context.Context, rawUser string) (wire.Profile, err
 	if !local {
 		p, err := s.fed.Remote.Profile(ctx, userID)
 		if err != nil {
-			return wire.Profile{}, remoteError(domainOf(userID), err)
+			return wire.Profile{}, remoteError(DomainOf(userID), err)
 		}
 		if len(p.DisplayName) > wire.MaxDisplayNameLen {
 			p.DisplayName = p.DisplayName[:wire.MaxDisplayNameLen]

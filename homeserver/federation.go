@@ -48,7 +48,8 @@ type Federation struct {
 // with "unsupported".
 func (s *Server) SetFederation(f Federation) { s.fed = &f }
 
-func domainOf(userID string) string {
+// DomainOf is the domain part of a (valid) user id.
+func DomainOf(userID string) string {
 	_, d, _ := strings.Cut(userID, "@")
 	return d
 }
@@ -126,11 +127,11 @@ func (s *Server) remoteDevices(ctx context.Context, user string) (storage.Remote
 func (s *Server) fetchRemoteDevices(ctx context.Context, user string) (storage.RemoteList, error) {
 	rd, err := s.fed.Remote.Devices(ctx, user)
 	if err != nil {
-		return storage.RemoteList{}, remoteError(domainOf(user), err)
+		return storage.RemoteList{}, remoteError(DomainOf(user), err)
 	}
 	l, err := remoteList(user, rd.StreamPos, rd.Devices)
 	if err != nil || rd.User != user {
-		return storage.RemoteList{}, &Error{Code: wire.CodeUnavailable, Message: domainOf(user) + " sent an invalid device list",
+		return storage.RemoteList{}, &Error{Code: wire.CodeUnavailable, Message: DomainOf(user) + " sent an invalid device list",
 			Cause: fmt.Errorf("device list of %s (for %s): %v", user, rd.User, err)}
 	}
 	l.FetchedAt = s.now()
@@ -166,7 +167,7 @@ func remoteList(user string, pos uint64, devs []wire.DeviceKeys) (storage.Remote
 // otherwise we queue the whole send for the hub and answer "accepted".
 func (s *Server) sendDirectRemote(ctx context.Context, c Caller, req wire.SendRequest, to string) (wire.SendResult, error) {
 	convID := DirectConversationID(c.UserID, to)
-	hub := hubOf(s.opts.Domain, domainOf(to))
+	hub := hubOf(s.opts.Domain, DomainOf(to))
 	// The recipient's device list is read inside the send's own write
 	// (one transaction instead of two); only when this server has never
 	// had it is it fetched, outside, and the send run again.
@@ -209,7 +210,7 @@ func (s *Server) sendDirectRemote(ctx context.Context, c Caller, req wire.SendRe
 		res, err = send()
 	}
 	if errors.Is(err, errNoRemoteList) {
-		return wire.SendResult{}, &Error{Code: wire.CodeUnavailable, Message: domainOf(to) + " sent no device list",
+		return wire.SendResult{}, &Error{Code: wire.CodeUnavailable, Message: DomainOf(to) + " sent no device list",
 			Cause: err}
 	}
 	return res, err
@@ -334,7 +335,7 @@ func (s *Server) RemoteDeviceList(ctx context.Context, rawUser string) (wire.Rem
 func (s *Server) announceRemote(tx storage.Tx, userID string, contacts []string) ([]string, error) {
 	var dests []string
 	for _, c := range contacts {
-		if d := domainOf(c); d != s.opts.Domain && !slices.Contains(dests, d) {
+		if d := DomainOf(c); d != s.opts.Domain && !slices.Contains(dests, d) {
 			dests = append(dests, d)
 		}
 	}

@@ -26,7 +26,7 @@ func (s *Server) ReceiveTransaction(ctx context.Context, origin, txnID string, i
 	// their list is cached before taking the writer (it may need the
 	// network).
 	for _, it := range items {
-		if it.Kind == wire.FedForward && domainOf(it.Sender) == origin {
+		if it.Kind == wire.FedForward && DomainOf(it.Sender) == origin {
 			if _, err := s.remoteDevices(ctx, it.Sender); err != nil {
 				s.log.WarnContext(ctx, "device list for a forward", "user", it.Sender, "err", err)
 			}
@@ -77,6 +77,12 @@ type inbound struct {
 	refetch []string
 }
 
+// answer queues result for the origin server, in the same commit.
+func (in *inbound) answer(result wire.FedItem) error {
+	in.dests = append(in.dests, in.origin)
+	return in.s.enqueue(in.tx, in.origin, result)
+}
+
 func (in *inbound) apply(it wire.FedItem) error {
 	switch it.Kind {
 	case wire.FedMessage:
@@ -104,7 +110,7 @@ func forbidden(format string, args ...any) *Error {
 // the origin's own users.
 func (in *inbound) originUser(field, u string) (string, error) {
 	id, err := in.validUser(field, u)
-	if err == nil && domainOf(id) != in.origin {
+	if err == nil && DomainOf(id) != in.origin {
 		return "", forbidden("%s cannot speak for %s", in.origin, id)
 	}
 	return id, err
@@ -158,7 +164,7 @@ func (in *inbound) message(it wire.FedItem) error {
 	if other == "" || it.Conversation != DirectConversationID(sender, other) {
 		return forbidden("message for an unknown conversation")
 	}
-	if hubOf(domainOf(sender), domainOf(other)) != in.origin || domainOf(sender) == domainOf(other) {
+	if hubOf(DomainOf(sender), DomainOf(other)) != in.origin || DomainOf(sender) == DomainOf(other) {
 		return forbidden("%s is not the hub of this conversation", in.origin)
 	}
 	for _, e := range it.Envelopes {
@@ -260,15 +266,13 @@ func (in *inbound) forward(it wire.FedItem) error {
 		SenderDevice: it.SenderDevice, ClientID: it.ClientID}
 	if prev, err := tx.MessageByClientID(sender, it.SenderDevice, it.ClientID); err == nil {
 		result.Seq, result.SentAt = prev.Seq, &prev.SentAt // a retry: answer as before
-		in.dests = append(in.dests, in.origin)
-		return s.enqueue(tx, in.origin, result)
+		return in.answer(result)
 	} else if !notFound(err) {
 		return err
 	}
 	if _, err := tx.Account(to); notFound(err) {
 		result.Error = &wire.Error{Code: wire.CodeUnknownUser, Message: to + " does not exist"}
-		in.dests = append(in.dests, in.origin)
-		return s.enqueue(tx, in.origin, result)
+		return in.answer(result)
 	} else if err != nil {
 		return err
 	}
@@ -299,8 +303,7 @@ func (in *inbound) forward(it wire.FedItem) error {
 	if err := checkCoverage(want, req); err != nil {
 		if e, ok := AsError(err); ok && e.Code == wire.CodeStaleDevices {
 			result.Error = &wire.Error{Code: e.Code, Message: e.Message, Missing: e.Missing, Extra: e.Extra}
-			in.dests = append(in.dests, in.origin)
-			return s.enqueue(tx, in.origin, result)
+			return in.answer(result)
 		}
 		return err
 	}
@@ -315,8 +318,7 @@ func (in *inbound) forward(it wire.FedItem) error {
 	}
 	in.dests = append(in.dests, dests...)
 	result.Seq, result.SentAt = seq, &p.sentAt
-	in.dests = append(in.dests, in.origin)
-	return s.enqueue(tx, in.origin, result)
+	return in.answer(result)
 }
 
 // forwardResult tells our user's sending device what became of a send the
@@ -446,10 +448,7 @@ func (in *inbound) groupForward(it wire.FedItem, sender string) error {
 	}
 	result := wire.FedItem{Kind: wire.FedForwardResult, Conversation: it.Conversation, Sender: sender,
 		SenderDevice: it.SenderDevice, ClientID: it.ClientID}
-	answer := func() error {
-		in.dests = append(in.dests, in.origin)
-		return s.enqueue(tx, in.origin, result)
-	}
+	answer := func() error { return in.answer(result) }
 	if prev, err := tx.MessageByClientID(sender, it.SenderDevice, it.ClientID); err == nil {
 		result.Seq, result.SentAt = prev.Seq, &prev.SentAt
 		return answer()

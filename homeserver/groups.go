@@ -166,7 +166,7 @@ func (s *Server) groupEvent(tx storage.Tx, groupID string, ev wire.Event, extra 
 	var dests []string
 	for _, u := range recipients {
 		if !s.isLocal(u) {
-			d := domainOf(u)
+			d := DomainOf(u)
 			if _, ok := remote[d]; !ok {
 				dests = append(dests, d)
 			}

@@ -71,7 +71,7 @@ func (s *Server) proxied(ctx context.Context, hub, id string, err error, op wire
 // for on behalf of one of its users.
 func (s *Server) RemoteGroupOp(ctx context.Context, origin, id string, op wire.GroupOp) error {
 	actor, _, _, ok := ParseUserID(op.Actor)
-	if !ok || domainOf(actor) != origin {
+	if !ok || DomainOf(actor) != origin {
 		return refuse(wire.CodeForbidden, "%s cannot act for %q", origin, op.Actor)
 	}
 	if hub, err := s.remoteHub(ctx, id); err != nil {
@@ -110,7 +110,7 @@ func (s *Server) RemoteGroupOp(ctx context.Context, origin, id string, op wire.G
 // the devices its user must encrypt a group message to.
 func (s *Server) RemoteGroupDevices(ctx context.Context, origin, id, member string) (wire.GroupDevices, error) {
 	m, _, _, ok := ParseUserID(member)
-	if !ok || domainOf(m) != origin {
+	if !ok || DomainOf(m) != origin {
 		return wire.GroupDevices{}, refuse(wire.CodeForbidden, "%s cannot ask for %q", origin, member)
 	}
 	if hub, err := s.remoteHub(ctx, id); err != nil {
@@ -142,7 +142,7 @@ func (in *inbound) groupEvent(it wire.FedItem) error {
 	case err == nil && conv.Hub == s.opts.Domain:
 		return forbidden("we are the hub of %s", it.Conversation)
 	case notFound(err):
-		if domainOf(ev.Actor) != in.origin && ev.Action == wire.GroupCreated {
+		if DomainOf(ev.Actor) != in.origin && ev.Action == wire.GroupCreated {
 			return forbidden("%s cannot create groups for %s", in.origin, ev.Actor)
 		}
 		if err := tx.InsertConversation(storage.Conversation{ID: it.Conversation, Kind: storage.KindGroup,

@@ -221,7 +221,7 @@ func (s *Server) RemoteClaim(ctx context.Context, req wire.ClaimRequest) ([]wire
 func (s *Server) claimRemote(ctx context.Context, userID string, devices []uint32) ([]wire.Bundle, error) {
 	bundles, err := s.fed.Remote.Claim(ctx, userID, devices)
 	if err != nil {
-		return nil, remoteError(domainOf(userID), err)
+		return nil, remoteError(DomainOf(userID), err)
 	}
 	out := bundles[:0]
 	seen := make(map[uint32]bool, len(bundles))

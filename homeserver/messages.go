@@ -203,7 +203,7 @@ func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []string, error) {
 	remote := map[string]*wire.FedItem{}
 	var dests []string
 	remoteItem := func(user string) *wire.FedItem {
-		d := domainOf(user)
+		d := DomainOf(user)
 		it := remote[d]
 		if it == nil {
 			sentAt := p.sentAt
@@ -470,7 +470,7 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 					return s.replaceSummary(tx, m.Sender, m.Conversation, m.Seq, storage.EntryDeliveredSummary, payload)
 				})
 			} else if !s.isLocal(m.Sender) {
-				d := domainOf(m.Sender)
+				d := DomainOf(m.Sender)
 				dests = append(dests, d)
 				err = s.enqueue(tx, d, wire.FedItem{Kind: wire.FedReceipt, Status: wire.StatusDelivered,
 					Conversation: m.Conversation, Seq: m.Seq, By: c.UserID, ByDevice: c.DeviceID, User: m.Sender})
@@ -562,7 +562,7 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 				continue
 			}
 			if !s.isLocal(m) {
-				d := domainOf(m)
+				d := DomainOf(m)
 				dests = append(dests, d)
 				if err := s.enqueue(tx, d, wire.FedItem{Kind: wire.FedReceipt, Status: wire.StatusRead,
 					Conversation: conv.ID, Seq: req.Seq, By: c.UserID, User: m}); err != nil {

@@ -197,11 +197,22 @@ func TestKeepReusesAccounts(t *testing.T) {
 	keep := t.TempDir()
 	r1 := bench(t, "direct", "--pairs", "2", "--duration", "500ms", "--warmup", "0s", "--keep", keep)
 	checkDirect(t, r1)
-	if _, err := os.Stat(filepath.Join(keep, "accounts-bench.test.json")); err != nil {
+	accounts := filepath.Join(keep, "accounts-bench.test.json")
+	before, err := os.ReadFile(accounts)
+	if err != nil {
 		t.Fatal(err)
 	}
 	r2 := bench(t, "direct", "--pairs", "2", "--duration", "500ms", "--warmup", "0s", "--keep", keep)
 	checkDirect(t, r2)
+	// The second run used the kept accounts: it registered none, so the
+	// file (users and their tokens) is as the first run left it.
+	after, err := os.ReadFile(accounts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("the second run changed the kept accounts: it did not reuse them")
+	}
 }
 
 func TestHistogram(t *testing.T) {

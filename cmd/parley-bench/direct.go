@@ -59,20 +59,9 @@ type directRun struct {
 	receipts         atomic.Int64
 	inWindow         atomic.Int64 // delivered within [tWarm, tEnd]
 	receiptsInWindow atomic.Int64
-	errs             atomic.Int64
-	errMu            sync.Mutex
-	firstErr         string
-	sentTL, delTL    *timeline
-	recTL            *timeline
-}
-
-func (d *directRun) fail(msg string) {
-	d.errs.Add(1)
-	d.errMu.Lock()
-	if d.firstErr == "" {
-		d.firstErr = msg
-	}
-	d.errMu.Unlock()
+	errLog
+	sentTL, delTL *timeline
+	recTL         *timeline
 }
 
 // direct runs the direct scenario between senders[i] and receivers[i],
@@ -226,8 +215,8 @@ func (d *directRun) result(h *hist, lowerBound bool, servers []*server, npairs i
 		Delivered:         ptr(d.delivered.Load()),
 		Undelivered:       ptr(d.sent.Load() - d.delivered.Load()),
 		Receipts:          ptr(d.receipts.Load()),
-		Errors:            d.errs.Load(),
-		FirstError:        d.firstErr,
+		Errors:            d.errLog.n.Load(),
+		FirstError:        d.errLog.first,
 		LatencyLowerBound: lowerBound,
 		Settings: settings{Server: serverNames(servers), Pairs: npairs, Rate: o.rate, Window: windowIf(d.closed, o.window),
 			Mode: map[bool]string{true: "closed", false: "open"}[d.closed], Duration: o.duration.Seconds(),

@@ -75,17 +75,8 @@ func runGroup(ctx context.Context, e *env) (*result, error) {
 	}
 	got := make([]atomic.Int64, len(members))
 	hists := make([]*hist, len(members))
-	var errs atomic.Int64
-	var errMu sync.Mutex
-	firstErr := ""
-	fail := func(s string) {
-		errs.Add(1)
-		errMu.Lock()
-		if firstErr == "" {
-			firstErr = s
-		}
-		errMu.Unlock()
-	}
+	var errs errLog
+	fail := errs.fail
 	began := time.Now()
 	tl := newTimeline(began, 100*time.Millisecond, time.Duration(k)*30*time.Second+time.Minute)
 	var receipts atomic.Int64
@@ -187,8 +178,8 @@ func runGroup(ctx context.Context, e *env) (*result, error) {
 		Sent:             ptr(int64(acc.n)), // sent, whether or not every member got it
 		Delivered:        ptr(deliveries),
 		Receipts:         ptr(receipts.Load()),
-		Errors:           errs.Load(),
-		FirstError:       firstErr,
+		Errors:           errs.n.Load(),
+		FirstError:       errs.first,
 		Settings:         settings{Server: serverNames([]*server{srv}), Members: o.members, Messages: k, Size: o.size, Crypto: "none"},
 		hist:             fan,
 		histTitle:        "group fan-out: send → last member device",

@@ -47,21 +47,13 @@ func runOffline(ctx context.Context, e *env) (*result, error) {
 	defer closeAll(senders)
 
 	// Queue phase.
-	var accepted, errs atomic.Int64
-	var errMu sync.Mutex
-	firstErr := ""
-	fail := func(s string) {
-		errs.Add(1)
-		errMu.Lock()
-		if firstErr == "" {
-			firstErr = s
-		}
-		errMu.Unlock()
-	}
+	var accepted atomic.Int64
+	var errs errLog
+	fail := errs.fail
 	allDone := make(chan struct{})
 	var doneOnce sync.Once
 	finished := func() {
-		if accepted.Load()+errs.Load() >= int64(k) {
+		if accepted.Load()+errs.n.Load() >= int64(k) {
 			doneOnce.Do(func() { close(allDone) })
 		}
 	}
@@ -141,7 +133,7 @@ func runOffline(ctx context.Context, e *env) (*result, error) {
 						Type: wire.CiphertextWhisper, Body: e.payload(o.size, at, uint64(i)<<32|uint64(j))}}}
 				if err := d.conn.Send(ctx, f); err != nil {
 					fail(err.Error())
-					errs.Add(int64(len(st.sentAt) - j - 1)) // never sent
+					errs.n.Add(int64(len(st.sentAt) - j - 1)) // never sent
 					finished()
 					return
 				}
@@ -199,8 +191,8 @@ func runOffline(ctx context.Context, e *env) (*result, error) {
 		CatchupAckedSec: ptr(round3(acked.Seconds())),
 		Sent:            ptr(accepted.Load()),
 		Delivered:       ptr(int64(got)),
-		Errors:          errs.Load(),
-		FirstError:      firstErr,
+		Errors:          errs.n.Load(),
+		FirstError:      errs.first,
 		Settings: settings{Server: serverNames([]*server{srv}), Messages: k, Senders: len(senders), Window: o.window,
 			Size: o.size, Crypto: "none"},
 		hist:      acc,

@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 )
@@ -287,4 +289,20 @@ func (s settings) String() string {
 		add("crypto=%s", s.Crypto)
 	}
 	return strings.Join(parts, " ")
+}
+
+// errLog counts a scenario's errors and keeps the first, for the report.
+type errLog struct {
+	n     atomic.Int64
+	mu    sync.Mutex
+	first string
+}
+
+func (l *errLog) fail(msg string) {
+	l.n.Add(1)
+	l.mu.Lock()
+	if l.first == "" {
+		l.first = msg
+	}
+	l.mu.Unlock()
 }

@@ -199,6 +199,7 @@ func (p *pair) sendLoop(ctx context.Context, stop <-chan struct{}, fatal func(er
 // send the same frame again. Receipts arriving meanwhile are acknowledged.
 func (p *pair) sendSocket(ctx context.Context, stop <-chan struct{}, fatal func(error)) {
 	var conn *client.Conn
+	dialed := false // a later dial is a reconnect
 	defer func() {
 		if conn != nil {
 			conn.Close()
@@ -226,13 +227,17 @@ func (p *pair) sendSocket(ctx context.Context, stop <-chan struct{}, fatal func(
 				return
 			}
 			if conn == nil {
-				if conn = p.dial(ctx, p.sender); conn == nil {
+				if conn = p.dial(ctx, p.sender, dialed); conn == nil {
 					return
 				}
+				dialed = true
 			}
 			if err := conn.Send(ctx, frame); err != nil {
 				conn.Close()
 				conn = nil
+				p.mu.Lock()
+				p.retries++
+				p.mu.Unlock()
 				continue
 			}
 			timeout := time.NewTimer(30 * time.Second)
@@ -280,16 +285,18 @@ func (p *pair) sendSocket(ctx context.Context, stop <-chan struct{}, fatal func(
 }
 
 // dial connects a device's socket, retrying while the server is down; nil
-// when ctx ends.
-func (p *pair) dial(ctx context.Context, api *client.API) *client.Conn {
+// when ctx ends. again: the device was connected before (a reconnect).
+func (p *pair) dial(ctx context.Context, api *client.API, again bool) *client.Conn {
 	for {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		conn, err := api.Dial(dctx)
 		cancel()
 		if err == nil {
-			p.mu.Lock()
-			p.reconnects++
-			p.mu.Unlock()
+			if again {
+				p.mu.Lock()
+				p.reconnects++
+				p.mu.Unlock()
+			}
 			return conn
 		}
 		if !pause(ctx, 20*time.Millisecond) {
@@ -302,8 +309,8 @@ func (p *pair) dial(ctx context.Context, api *client.API) *client.Conn {
 // reconnecting whenever it breaks, hands each message to the application
 // once (de-duplicated by conversation and seq), then acknowledges it.
 func (p *pair) receiveLoop(ctx context.Context, r *receiver) {
-	for ctx.Err() == nil {
-		conn := p.dial(ctx, r.api)
+	for dialed := false; ctx.Err() == nil; dialed = true {
+		conn := p.dial(ctx, r.api, dialed)
 		if conn == nil {
 			return
 		}
