@@ -130,10 +130,8 @@ func (a *Account) SendGroup(ctx context.Context, group string, c Content) (wire.
 		if !errors.As(err, &werr) || werr.Code != wire.CodeStaleDevices || attempt >= maxStaleRetries {
 			return res, err
 		}
-		for _, d := range werr.Extra {
-			if err := a.store.DeleteSession(ctx, e2ee.Address{User: d.User, Device: d.Device}); err != nil {
-				return wire.SendResult{}, err
-			}
+		if err := a.dropStaleSessions(ctx, werr); err != nil {
+			return wire.SendResult{}, err
 		}
 		stale = werr
 	}
@@ -144,29 +142,16 @@ func (a *Account) SendGroup(ctx context.Context, group string, c Content) (wire.
 // stale_devices refusal (if any) in case the list changed again since.
 func (a *Account) groupTargets(devs wire.GroupDevices, stale *wire.Error) []target {
 	var ts []target
-	has := func(addr e2ee.Address) bool {
-		return slices.ContainsFunc(ts, func(t target) bool { return t.addr == addr })
-	}
 	for _, d := range devs.Devices {
 		addr := e2ee.Address{User: d.User, Device: d.DeviceID}
-		if addr != a.self() && !has(addr) {
+		if addr != a.self() && !hasTarget(ts, addr) {
 			ts = append(ts, target{addr: addr, key: d.IdentityKey})
 		}
 	}
 	if stale == nil {
 		return ts
 	}
-	for _, d := range stale.Missing {
-		addr := e2ee.Address{User: d.User, Device: d.Device}
-		if addr != a.self() && !has(addr) {
-			ts = append(ts, target{addr: addr})
-		}
-	}
-	return slices.DeleteFunc(ts, func(t target) bool {
-		return slices.ContainsFunc(stale.Extra, func(d wire.DeviceAddress) bool {
-			return d.User == t.addr.User && d.Device == t.addr.Device
-		})
-	})
+	return a.correctTargets(ts, stale)
 }
 
 // currentSenderKey returns the distribution message of this device's

@@ -126,7 +126,7 @@ func (a *Account) targets(ctx context.Context, user string) ([]target, string, e
 	var ts []target
 	add := func(u string, d wire.DeviceKeys) {
 		addr := e2ee.Address{User: u, Device: d.DeviceID}
-		if addr == a.self() || slices.ContainsFunc(ts, func(t target) bool { return t.addr == addr }) {
+		if addr == a.self() || hasTarget(ts, addr) {
 			return
 		}
 		ts = append(ts, target{addr: addr, key: d.IdentityKey})
@@ -144,27 +144,45 @@ func (a *Account) targets(ctx context.Context, user string) ([]target, string, e
 // are dropped, and the targets are listed afresh, plus the Missing devices
 // in case the lists changed again in between.
 func (a *Account) fixStale(ctx context.Context, to string, werr *wire.Error) ([]target, error) {
-	for _, d := range werr.Extra {
-		if err := a.store.DeleteSession(ctx, e2ee.Address{User: d.User, Device: d.Device}); err != nil {
-			return nil, err
-		}
+	if err := a.dropStaleSessions(ctx, werr); err != nil {
+		return nil, err
 	}
 	ts, _, err := a.targets(ctx, to)
 	if err != nil {
 		return nil, err
 	}
+	return a.correctTargets(ts, werr), nil
+}
+
+// dropStaleSessions deletes the sessions with the devices a stale_devices
+// refusal says no longer exist.
+func (a *Account) dropStaleSessions(ctx context.Context, werr *wire.Error) error {
+	for _, d := range werr.Extra {
+		if err := a.store.DeleteSession(ctx, e2ee.Address{User: d.User, Device: d.Device}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// correctTargets adds to ts the devices a stale_devices refusal says are
+// missing and removes those it says are extra.
+func (a *Account) correctTargets(ts []target, werr *wire.Error) []target {
 	for _, d := range werr.Missing {
 		addr := e2ee.Address{User: d.User, Device: d.Device}
-		if addr != a.self() && !slices.ContainsFunc(ts, func(t target) bool { return t.addr == addr }) {
+		if addr != a.self() && !hasTarget(ts, addr) {
 			ts = append(ts, target{addr: addr})
 		}
 	}
-	ts = slices.DeleteFunc(ts, func(t target) bool {
+	return slices.DeleteFunc(ts, func(t target) bool {
 		return slices.ContainsFunc(werr.Extra, func(d wire.DeviceAddress) bool {
 			return d.User == t.addr.User && d.Device == t.addr.Device
 		})
 	})
-	return ts, nil
+}
+
+func hasTarget(ts []target, addr e2ee.Address) bool {
+	return slices.ContainsFunc(ts, func(t target) bool { return t.addr == addr })
 }
 
 // ensureSessions starts a session, from a claimed bundle, with every
