@@ -32,6 +32,12 @@ func (w *warnings) add(x Warning) {
 	w.list = append(w.list, x)
 }
 
+func (w *warnings) all() []Warning {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Warning(nil), w.list...)
+}
+
 func (w *warnings) kinds() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -79,30 +79,13 @@ type member struct {
 	srv  *groupServer
 	name string
 	acct *Account
-	warn *groupWarnings
-}
-
-type groupWarnings struct {
-	mu   sync.Mutex
-	list []Warning
-}
-
-func (w *groupWarnings) add(x Warning) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.list = append(w.list, x)
-}
-
-func (w *groupWarnings) all() []Warning {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]Warning(nil), w.list...)
+	warn *warnings
 }
 
 // join registers name (or, with login, adds a device to it).
 func (s *groupServer) join(name string, login bool, opts ...AccountOption) *member {
 	s.t.Helper()
-	m := &member{t: s.t, srv: s, name: name, warn: &groupWarnings{}}
+	m := &member{t: s.t, srv: s, name: name, warn: &warnings{}}
 	create := Register
 	if login {
 		create = Login
