@@ -242,9 +242,16 @@ func TestConn(t *testing.T) {
 	}
 	wg.Wait()
 	eventually(t, "the acks to empty bob's inbox", func() bool { return len(pending(t, bob)) == 0 })
-	// Each ack queued a delivered receipt for alice.
-	eventually(t, "alice's delivered receipts", func() bool { return len(pending(t, alice)) == n })
-	for _, ev := range pending(t, alice) {
+	// Alice's inbox holds the answers to her sends, then one delivered
+	// receipt per ack.
+	eventually(t, "alice's delivered receipts", func() bool { return len(pending(t, alice)) == 2*n })
+	for i, ev := range pending(t, alice) {
+		if i < n {
+			if ev.Type != wire.EventSent || ev.ClientID != fmt.Sprint("c", i) || ev.Seq != uint64(i+1) {
+				t.Fatalf("alice's answer %d: %+v", i, ev)
+			}
+			continue
+		}
 		if ev.Type != wire.EventReceipt || ev.Status != wire.StatusDelivered || ev.By != "bob@localhost" || ev.ByDevice != 1 {
 			t.Fatalf("alice's event %+v", ev)
 		}
@@ -256,7 +263,7 @@ func TestConn(t *testing.T) {
 	}
 	eventually(t, "alice's read receipt", func() bool {
 		p := pending(t, alice)
-		return len(p) == n+1 && p[n].Status == wire.StatusRead && p[n].Seq == n
+		return len(p) == 2*n+1 && p[2*n].Status == wire.StatusRead && p[2*n].Seq == n
 	})
 
 	// A newer socket of the device makes the server close this one.

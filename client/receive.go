@@ -18,8 +18,9 @@ const (
 	ItemDeviceList   = wire.EventDeviceList // User's device list changed (already handled)
 	ItemExpired      = wire.EventExpired    // Conversation lost FromSeq..ToSeq unread
 	ItemDecryptError = "decrypt_error"      // a message that could not be read; Err says why
-	// A send whose conversation's hub is another homeserver was answered
-	// "accepted"; these report what the hub did with it, later.
+	// What became of this device's sends: the seq each got (also kept for
+	// a sender that lost the answer to a crash), or, for a send the
+	// conversation's hub on another homeserver refused later, why.
 	ItemSent      = wire.EventSent // ClientID got Seq in Conversation
 	ItemSendError = "send_error"   // ClientID was refused: Code, Err
 )

@@ -348,11 +348,21 @@ func (s *session) handle(data []byte) {
 			s.queue(s.api.logged(ctx, errorEvent(f.ClientID, err), err))
 			return
 		}
-		sentAt := res.SentAt
-		s.mu.Lock()
-		s.live = append(s.live, wire.Event{Type: wire.EventAccepted, ClientID: f.ClientID},
-			wire.Event{Type: wire.EventSent, ClientID: f.ClientID, Conversation: res.Conversation, Seq: res.Seq, SentAt: &sentAt})
-		s.startLocked()
+		// A sequenced send is answered by the "sent" entry it put in this
+		// device's inbox, which reaches the socket like any entry. Only a
+		// send queued for a remote hub, or a repeated one (whose answer
+		// may have been acknowledged already), is answered live.
+		var ev wire.Event
+		switch {
+		case res.Status == wire.SendAccepted:
+			ev = wire.Event{Type: wire.EventAccepted, ClientID: f.ClientID}
+		case res.Repeated:
+			sentAt := res.SentAt
+			ev = wire.Event{Type: wire.EventSent, ClientID: f.ClientID, Conversation: res.Conversation, Seq: res.Seq, SentAt: &sentAt}
+		default:
+			return
+		}
+		s.queue(ev)
 	case wire.FrameAck:
 		if err := s.api.hs.Ack(ctx, s.caller, f.IDs); err != nil {
 			s.queue(s.api.logged(ctx, errorEvent("", err), err))

@@ -32,6 +32,9 @@ func (s *Server) Expire(ctx context.Context, now time.Time) (int, error) {
 				if _, err := tx.DeleteMessagesBefore(now); err != nil {
 					return err
 				}
+				if _, err := tx.DeleteSendsBefore(now); err != nil {
+					return err
+				}
 				if _, err := tx.ExpireOutbox(now); err != nil {
 					return err
 				}

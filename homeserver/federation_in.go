@@ -192,12 +192,21 @@ func (in *inbound) store(it wire.FedItem, sender string) error {
 	s, tx := in.s, in.tx
 	p := s.prepare(outgoing{conv: it.Conversation, sender: sender, senderDevice: it.SenderDevice, clientID: it.ClientID,
 		envelopes: it.Envelopes, shared: it.Shared, sentAt: *it.SentAt})
-	m := storage.Message{Conversation: it.Conversation, Seq: it.Seq, Sender: sender,
-		SenderDevice: it.SenderDevice, ClientID: it.ClientID, SentAt: p.sentAt, ExpiresAt: p.expires}
-	if it.Shared != nil {
-		m.Body, m.BodyType = it.Shared.Body, it.Shared.Type
+	// Recorded as the hub recorded it (see sequence): a group message
+	// whole, a direct one by its client id.
+	var msgID int64
+	var err error
+	if IsGroupID(it.Conversation) {
+		m := storage.Message{Conversation: it.Conversation, Seq: it.Seq, Sender: sender,
+			SenderDevice: it.SenderDevice, ClientID: it.ClientID, SentAt: p.sentAt, ExpiresAt: p.expires}
+		if it.Shared != nil {
+			m.Body, m.BodyType = it.Shared.Body, it.Shared.Type
+		}
+		msgID, err = tx.InsertMessage(m)
+	} else {
+		err = tx.InsertSend(storage.Send{UserID: sender, DeviceID: it.SenderDevice, ClientID: it.ClientID,
+			Conversation: it.Conversation, Seq: it.Seq, SentAt: p.sentAt, ExpiresAt: p.expires})
 	}
-	msgID, err := tx.InsertMessage(m)
 	if conflict(err) {
 		return nil
 	} else if err != nil {
@@ -264,7 +273,7 @@ func (in *inbound) forward(it wire.FedItem) error {
 	}
 	result := wire.FedItem{Kind: wire.FedForwardResult, Conversation: it.Conversation, Sender: sender,
 		SenderDevice: it.SenderDevice, ClientID: it.ClientID}
-	if prev, err := tx.MessageByClientID(sender, it.SenderDevice, it.ClientID); err == nil {
+	if prev, err := priorSend(tx, sender, it.SenderDevice, it.ClientID); err == nil {
 		result.Seq, result.SentAt = prev.Seq, &prev.SentAt // a retry: answer as before
 		return in.answer(result)
 	} else if !notFound(err) {
@@ -449,7 +458,7 @@ func (in *inbound) groupForward(it wire.FedItem, sender string) error {
 	result := wire.FedItem{Kind: wire.FedForwardResult, Conversation: it.Conversation, Sender: sender,
 		SenderDevice: it.SenderDevice, ClientID: it.ClientID}
 	answer := func() error { return in.answer(result) }
-	if prev, err := tx.MessageByClientID(sender, it.SenderDevice, it.ClientID); err == nil {
+	if prev, err := priorSend(tx, sender, it.SenderDevice, it.ClientID); err == nil {
 		result.Seq, result.SentAt = prev.Seq, &prev.SentAt
 		return answer()
 	} else if !notFound(err) {

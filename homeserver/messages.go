@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -75,19 +76,20 @@ func (s *Server) store1(ctx context.Context, c Caller, req wire.SendRequest, con
 	// Everything that does not need the database is prepared here, outside
 	// the writer: JSON and base64 of the ciphertexts cost more than the SQL.
 	p := s.prepare(outgoing{conv: convID, sender: c.UserID, senderDevice: c.DeviceID, clientID: req.ClientID,
-		envelopes: req.Envelopes, shared: req.Shared, sentAt: s.now(), create: create})
+		envelopes: req.Envelopes, shared: req.Shared, sentAt: s.now(), create: create, answer: true})
 	var res wire.SendResult
 	var dests []string
-	// A retried client id is caught by the message insert's unique key
-	// rather than looked up before every send: the retry's transaction
-	// fails with errSeenClientID (and is rolled back alone), and the first
-	// send's result is read after it.
+	// A retried client id is caught by the unique key of the answer's
+	// inbox entry (and a group message's record) rather than looked up
+	// before every send: the retry's transaction fails with
+	// errSeenClientID (and is rolled back alone), and the first send's
+	// result is read after it.
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
 		dests = nil
 		if err := check(tx); err != nil {
 			// A retry of a message already stored is answered as it was,
 			// even if the check would refuse it now (its device list changed).
-			if prev, perr := tx.MessageByClientID(c.UserID, c.DeviceID, req.ClientID); perr == nil {
+			if prev, perr := priorSend(tx, c.UserID, c.DeviceID, req.ClientID); perr == nil {
 				res, err = retried(prev, convID, req.ClientID)
 			}
 			return err
@@ -101,9 +103,9 @@ func (s *Server) store1(ctx context.Context, c Caller, req wire.SendRequest, con
 		return err
 	})
 	if errors.Is(err, errSeenClientID) {
-		var prev storage.Message
+		var prev storage.Send
 		err = s.store.Read(ctx, func(tx storage.Tx) (err error) {
-			prev, err = tx.MessageByClientID(c.UserID, c.DeviceID, req.ClientID)
+			prev, err = priorSend(tx, c.UserID, c.DeviceID, req.ClientID)
 			return err
 		})
 		if err == nil {
@@ -120,13 +122,37 @@ func (s *Server) store1(ctx context.Context, c Caller, req wire.SendRequest, con
 // errSeenClientID: a send's client id is already stored (a retry).
 var errSeenClientID = errors.New("homeserver: client id already stored")
 
+// priorSend finds the first send of a device's client id: a local
+// device's by the answer waiting in its inbox, a remote sender's direct
+// message in sends, a group message (or a direct message stored before
+// either existed) by its message record. ErrNotFound if there is none.
+func priorSend(tx storage.Tx, user string, device uint32, clientID string) (storage.Send, error) {
+	if e, err := tx.SentAnswer(user, device, clientID); err == nil {
+		var ev wire.Event
+		if err := json.Unmarshal(e.Payload, &ev); err != nil || ev.SentAt == nil {
+			return storage.Send{}, fmt.Errorf("homeserver: the answer to %q is unreadable: %v", clientID, err)
+		}
+		return storage.Send{UserID: user, DeviceID: device, ClientID: clientID, Conversation: e.Conversation,
+			Seq: e.Seq, SentAt: *ev.SentAt, ExpiresAt: e.ExpiresAt}, nil
+	} else if !notFound(err) {
+		return storage.Send{}, err
+	}
+	if prev, err := tx.SendByClientID(user, device, clientID); !notFound(err) {
+		return prev, err
+	}
+	m, err := tx.MessageByClientID(user, device, clientID)
+	return storage.Send{UserID: user, DeviceID: device, ClientID: clientID, Conversation: m.Conversation,
+		Seq: m.Seq, SentAt: m.SentAt, ExpiresAt: m.ExpiresAt}, err
+}
+
 // retried answers a retried send as its first send was answered, or
 // refuses a client id reused for another conversation.
-func retried(prev storage.Message, convID, clientID string) (wire.SendResult, error) {
+func retried(prev storage.Send, convID, clientID string) (wire.SendResult, error) {
 	if prev.Conversation != convID {
 		return wire.SendResult{}, refuse(wire.CodeClientIDReused, "client_id %q was used for another conversation", clientID)
 	}
-	return wire.SendResult{ClientID: clientID, Conversation: convID, Seq: prev.Seq, SentAt: prev.SentAt, Status: wire.SendSent}, nil
+	return wire.SendResult{ClientID: clientID, Conversation: convID, Seq: prev.Seq, SentAt: prev.SentAt, Status: wire.SendSent,
+		Repeated: true}, nil
 }
 
 // outgoing is one message to sequence, from a local device or forwarded
@@ -142,6 +168,11 @@ type outgoing struct {
 	// create makes the conversation's record when sequencing finds none
 	// (nil: it must exist).
 	create func(storage.Tx) error
+	// answer: the sender is a local device, which gets the answer (the
+	// message's seq) as an EntrySent entry in its inbox; the entry also
+	// recognises a retry of the client id while the device has not
+	// acknowledged it.
+	answer bool
 }
 
 // prepared is an outgoing message with its events encoded (without seq).
@@ -150,6 +181,7 @@ type prepared struct {
 	expires  time.Time
 	payloads [][]byte // one per envelope
 	sharedEv []byte   // for the shared ciphertext's devices (the body is joined on read)
+	sentEv   []byte   // the answer, for the sending device (with answer)
 }
 
 func (s *Server) prepare(o outgoing) prepared {
@@ -170,6 +202,9 @@ func (s *Server) prepare(o outgoing) prepared {
 		ev.CiphertextType, ev.Body = o.shared.Type, nil
 		p.sharedEv = mustJSON(ev)
 	}
+	if o.answer {
+		p.sentEv = mustJSON(wire.Event{Type: wire.EventSent, ClientID: o.clientID, Conversation: o.conv, SentAt: &p.sentAt})
+	}
 	return p
 }
 
@@ -188,18 +223,32 @@ func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []string, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	m := storage.Message{Conversation: p.conv, Seq: seq, Sender: p.sender, SenderDevice: p.senderDevice,
-		ClientID: p.clientID, SentAt: p.sentAt, ExpiresAt: p.expires}
-	if p.shared != nil {
-		m.Body, m.BodyType = p.shared.Body, p.shared.Type
+	// A group message is recorded (its shared ciphertext, delivered count
+	// and sender, for receipts); a direct one only by its client id, since
+	// its inbox entries name the sender: by the answer's entry when the
+	// sender is ours, in sends otherwise.
+	var msgID int64
+	if IsGroupID(p.conv) {
+		m := storage.Message{Conversation: p.conv, Seq: seq, Sender: p.sender, SenderDevice: p.senderDevice,
+			ClientID: p.clientID, SentAt: p.sentAt, ExpiresAt: p.expires}
+		if p.shared != nil {
+			m.Body, m.BodyType = p.shared.Body, p.shared.Type
+		}
+		msgID, err = tx.InsertMessage(m)
+	} else if !p.answer {
+		err = tx.InsertSend(storage.Send{UserID: p.sender, DeviceID: p.senderDevice, ClientID: p.clientID,
+			Conversation: p.conv, Seq: seq, SentAt: p.sentAt, ExpiresAt: p.expires})
 	}
-	msgID, err := tx.InsertMessage(m)
 	if err != nil {
 		return 0, nil, err
 	}
 	entry := storage.InboxEntry{Kind: storage.EntryMessage, Conversation: p.conv, Seq: seq, MessageID: msgID,
 		Sender: p.sender, ExpiresAt: p.expires}
-	entries := make([]storage.InboxEntry, 0, len(p.envelopes)+deviceCount(p.shared))
+	entries := make([]storage.InboxEntry, 0, 1+len(p.envelopes)+deviceCount(p.shared))
+	if p.answer {
+		entries = append(entries, storage.InboxEntry{UserID: p.sender, DeviceID: p.senderDevice, Kind: storage.EntrySent,
+			Conversation: p.conv, Seq: seq, ClientID: p.clientID, ExpiresAt: p.expires, Payload: withSeq(p.sentEv, seq)})
+	}
 	remote := map[string]*wire.FedItem{}
 	var dests []string
 	remoteItem := func(user string) *wire.FedItem {
@@ -438,13 +487,16 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 		slices.SortFunc(deleted, func(a, b storage.InboxEntry) int { return cmp.Compare(a.ID, b.ID) })
 		var receipts []storage.InboxEntry
 		for _, e := range deleted {
-			if e.Kind != storage.EntryMessage || e.MessageID == 0 {
+			if e.Kind != storage.EntryMessage {
 				continue
 			}
 			// Rows written before the sender column existed name no sender:
 			// look the message up for those.
 			m := storage.Message{ID: e.MessageID, Conversation: e.Conversation, Seq: e.Seq, Sender: e.Sender}
 			if m.Sender == "" {
+				if e.MessageID == 0 {
+					continue
+				}
 				var err error
 				if m, err = tx.Message(e.MessageID); notFound(err) {
 					continue // expired meanwhile: nobody to tell

@@ -264,7 +264,7 @@ func TestGroupSendOverSocket(t *testing.T) {
 	as.until(wire.EventCaughtUp)
 	req := groupSend("ws1", g.ID, []wire.DeviceAddress{bob.addr()})
 	as.sendFrame(wire.ClientFrame{Type: wire.FrameSend, ClientID: req.ClientID, To: req.To, Shared: req.Shared})
-	if ev := as.next(); ev.Type != wire.EventAccepted {
+	if ev := as.next(); ev.Type != wire.EventSent || ev.ID == 0 || ev.ClientID != "ws1" || ev.Conversation != g.ID {
 		t.Fatalf("socket group send: %+v", ev)
 	}
 	for _, ev := range bob.inbox() {

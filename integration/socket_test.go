@@ -110,13 +110,20 @@ func TestSocketLiveDelivery(t *testing.T) {
 				}
 				msgs := receiveExactly(t, bs, bob, 20)
 				bob.ack(msgs...) // one commit with 20 receipts for alice's device
-				receipts := receiveExactly(t, as, alice, 20)
-				for i, r := range receipts {
+				// Alice's device gets the 20 answers to her sends, then the
+				// receipts.
+				events := receiveExactly(t, as, alice, 40)
+				for i, ev := range events[:20] {
+					if ev.Type != wire.EventSent || ev.Seq != msgs[i].Seq || ev.ClientID != fmt.Sprintf("r%d-%d", round, i) {
+						t.Fatalf("round %d: answer %d is %+v, want one for seq %d", round, i, ev, msgs[i].Seq)
+					}
+				}
+				for i, r := range events[20:] {
 					if r.Type != wire.EventReceipt || r.Seq != msgs[i].Seq {
 						t.Fatalf("round %d: receipt %d is %+v, want one for seq %d", round, i, r, msgs[i].Seq)
 					}
 				}
-				alice.ack(receipts...)
+				alice.ack(events...)
 			}
 			reads := s.node.SocketInboxReads()
 			if tc.maxPending == 0 && reads != 2 {

@@ -100,7 +100,15 @@ type Tx interface {
 	// Contacts lists the users sharing a conversation with userID.
 	Contacts(userID string) ([]string, error)
 
-	// Messages: the sequencing and de-duplication record of each send.
+	// Sends: the de-duplication record of a direct message, which has no
+	// Message record.
+	InsertSend(s Send) error                                                      // ErrConflict on a repeated (user, device, client id)
+	SendByClientID(userID string, deviceID uint32, clientID string) (Send, error) // ErrNotFound
+	// DeleteSendsBefore forgets sends whose record expired before t.
+	DeleteSendsBefore(t time.Time) (int64, error)
+
+	// Messages: the record of each group message (its shared ciphertext,
+	// delivered count and sender, for receipts), also de-duplicating it.
 	InsertMessage(m Message) (int64, error) // ErrConflict on a repeated (sender, device, client id)
 	MessageByClientID(senderUser string, senderDevice uint32, clientID string) (Message, error)
 	Message(id int64) (Message, error)
@@ -113,6 +121,10 @@ type Tx interface {
 	// tests and tools): only ID, Payload and SharedBody are
 	// read, which is what a socket sends.
 	InboxEvents(userID string, deviceID uint32, after int64, limit int) ([]InboxEntry, error)
+	// SentAnswer returns the device's unacknowledged "sent" entry
+	// (EntrySent) for a client id: the answer to a send it made, which
+	// also recognises a retry. ErrNotFound if there is none.
+	SentAnswer(userID string, deviceID uint32, clientID string) (InboxEntry, error)
 	// DeleteInbox deletes the listed entries of one device and returns the
 	// deleted ones (unknown ids are skipped), without their payloads: what
 	// an acknowledgement needs to send receipts.
@@ -317,13 +329,26 @@ type Conversation struct {
 	CreatedAt time.Time
 }
 
-// Message records one sequenced send: enough to answer a retried client
-// message id and to route receipts back to the sender. The ciphertexts live
-// in the recipients' inbox entries.
+// Send remembers a direct message's client id, to answer a retry as the
+// first send was answered.
+type Send struct {
+	UserID       string
+	DeviceID     uint32
+	ClientID     string
+	Conversation string
+	Seq          uint64
+	SentAt       time.Time
+	ExpiresAt    time.Time
+}
+
+// Message records one sequenced group message (and the direct messages
+// stored before Send existed): enough to answer a retried client message
+// id, count deliveries and route receipts back to the sender. The
+// ciphertexts live in the recipients' inbox entries.
 type Message struct {
 	ID int64
 	// Body and BodyType: a group's shared sender-key ciphertext, stored
-	// once for every device that gets it; empty for pairwise sends.
+	// once for every device that gets it; empty for pairwise envelopes.
 	Body         []byte
 	BodyType     string
 	Conversation string
@@ -342,6 +367,10 @@ const (
 	EntryDeviceList = "device_list"
 	EntryExpired    = "expired"
 	EntryGroup      = "group_event"
+	// The answer to a device's send: the seq its message got. Entries
+	// with a ClientID are unique per device and client id (InsertInbox
+	// fails with ErrConflict on a second one).
+	EntrySent = "sent"
 	// A group's aggregated receipts: at most one of each pending per
 	// device and group.
 	EntryDeliveredSummary = "delivered_summary"
@@ -360,6 +389,7 @@ type InboxEntry struct {
 	Seq          uint64
 	MessageID    int64     // the Message it belongs to, for message entries
 	Sender       string    // the message's sender, for message entries: an ack needs no lookup
+	ClientID     string    // the send's client id, for EntrySent entries
 	ExpiresAt    time.Time // zero: never expires
 	Payload      []byte
 	// SharedBody is the message's shared ciphertext, which the payload

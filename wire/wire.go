@@ -202,6 +202,9 @@ type SendResult struct {
 	Seq          uint64    `json:"seq,omitempty"`
 	SentAt       time.Time `json:"sent_at"`
 	Status       string    `json:"status"`
+	// Repeated: the client id was sent before; this is that send's answer
+	// and nothing new was stored.
+	Repeated bool `json:"repeated,omitempty"`
 }
 
 // SendResult statuses.
@@ -244,8 +247,8 @@ const (
 	EventDeviceList = "device_list" // inbox: User's device list changed; re-fetch it
 	EventGroup      = "group_event" // inbox: a membership or metadata change, in the group's sequence
 	EventExpired    = "expired"     // inbox: Conversation lost FromSeq..ToSeq unread to retention
-	EventAccepted   = "accepted"    // live: the send with ClientID is durably stored
-	EventSent       = "sent"        // live: the send with ClientID got Seq in Conversation
+	EventAccepted   = "accepted"    // live: the send with ClientID is durably queued for its conversation's remote hub
+	EventSent       = "sent"        // inbox: the send with ClientID got Seq in Conversation (live, without ID, for a repeated send)
 	EventError      = "error"       // live: a frame was refused (ClientID set for sends)
 	EventPreKeysLow = "prekeys_low" // live: this device holds Count one-time prekeys; upload more
 	EventCaughtUp   = "caught_up"   // live: every event pending at connect time has been sent

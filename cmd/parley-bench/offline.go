@@ -82,7 +82,7 @@ func runOffline(ctx context.Context, e *env) (*result, error) {
 			defer pumps.Done()
 			pump(d.conn, func(ev *wire.Event) {
 				switch ev.Type {
-				case wire.EventAccepted, wire.EventError:
+				case wire.EventSent, wire.EventError:
 					if !strings.HasPrefix(ev.ClientID, prefix) {
 						if ev.Type == wire.EventError {
 							fail(ev.Code + ": " + ev.Message)

@@ -292,11 +292,16 @@ func TestCLIWalkthrough(t *testing.T) {
 		t.Fatalf("second recv printed %q", out)
 	}
 
-	// Alice learns it was delivered, then read.
+	// Alice learns the seq her message got, that it was delivered, then
+	// read.
+	out = alice.ok("recv", "--json")
+	sent, rest, _ := strings.Cut(out, "\n")
 	want := fmt.Sprintf(`{"type":"receipt","status":"delivered","conversation":"%s","seq":1,"by":"bob@localhost"}`+"\n"+
 		`{"type":"receipt","status":"read","conversation":"%[1]s","seq":1,"by":"bob@localhost"}`+"\n", conv)
-	if out := alice.ok("recv", "--json"); out != want {
-		t.Fatalf("alice recv --json:\n%s\nwant\n%s", out, want)
+	var answer map[string]any
+	if err := json.Unmarshal([]byte(sent), &answer); err != nil || answer["type"] != "sent" ||
+		answer["conversation"] != conv || answer["seq"] != 1.0 || answer["client_id"] == "" || rest != want {
+		t.Fatalf("alice recv --json:\n%s\nwant a sent line, then\n%s", out, want)
 	}
 
 	// Bob adds a second device; new messages go to both.

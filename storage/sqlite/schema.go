@@ -160,4 +160,34 @@ DROP INDEX inbox_device_kind;
 CREATE INDEX inbox_summaries ON inbox (user_id, device_id, kind, conversation)
 	WHERE kind IN ('delivered_summary', 'read_summary');
 `},
+	{7, "direct sends are remembered by client id only, not as message records", `
+-- A direct message needs no record once its inbox entries are written:
+-- only a retried client id must be recognised. One narrow table keyed by
+-- the client id does that, where a messages row cost four b-tree inserts
+-- (the row, two unique keys, the expiry index), two of them landing on a
+-- random page each. Old direct rows stay in messages until they expire,
+-- and are still consulted.
+CREATE TABLE sends (
+	user_id      TEXT NOT NULL,
+	device_id    INTEGER NOT NULL,
+	client_id    TEXT NOT NULL,
+	conversation TEXT NOT NULL,
+	seq          INTEGER NOT NULL,
+	sent_at      INTEGER NOT NULL,
+	expires_at   INTEGER NOT NULL,
+	PRIMARY KEY (user_id, device_id, client_id)
+) WITHOUT ROWID;
+CREATE INDEX sends_expires ON sends (expires_at);
+`},
+	{8, "a local device's send is answered by a sent entry in its inbox, which also de-duplicates it", `
+-- The answer to a send waits in the sending device's inbox until the
+-- device acknowledges it, and while it waits its client id is recognised:
+-- a client retries only sends whose answer it does not have. The index
+-- holds only unacknowledged answers, so it stays a few pages however
+-- many messages pass, where a key per send ever made takes a page per
+-- sender in every commit.
+ALTER TABLE inbox ADD COLUMN client_id TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX inbox_answers ON inbox (user_id, device_id, client_id)
+	WHERE kind = 'sent' AND client_id != '';
+`},
 }

@@ -47,6 +47,7 @@ type Store struct {
 	stopCkpt, ckptDone chan struct{}
 
 	commits, writeCount atomic.Int64
+	restartWal          atomic.Bool // the checkpointer found the WAL long; see walRestartFrames
 	listener            atomic.Pointer[func([]storage.InboxEntry)]
 	devices             *sqlstore.DeviceCache // owned by the writer goroutine
 	finished            writeReq              // what the last commit's Finally functions did (writer-owned)
@@ -150,7 +151,10 @@ func writerDriver() string {
 	const name = "sqlite3-parley-writer"
 	registerWriter.Do(func() {
 		sql.Register(name, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
-			_, err := c.Exec(`PRAGMA wal_autocheckpoint = 0`, nil)
+			// Temporary b-trees and statement journals (a multi-row
+			// DELETE inside the batch's transaction) stay in memory
+			// instead of files written in the middle of a commit.
+			_, err := c.Exec(`PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY`, nil)
 			return err
 		}})
 	})
@@ -160,6 +164,14 @@ func writerDriver() string {
 // checkpointInterval is how often the checkpointer copies committed WAL
 // frames into the database file when there were commits.
 const checkpointInterval = 100 * time.Millisecond
+
+// walRestartFrames is the WAL length (in pages) above which the writer
+// makes the log start over. SQLite restarts a WAL from its beginning only
+// when a write transaction begins with every frame copied back, which
+// under a steady stream of commits never happens by itself: the log grew
+// to a gigabyte in ten seconds of load, and every page read searched its
+// ever longer index.
+const walRestartFrames = 4096
 
 // checkpointer runs passive checkpoints (they never block the writer or
 // readers) while commits happen, so the WAL is reset and stays small.
@@ -178,7 +190,11 @@ func (s *Store) checkpointer() {
 			seen = n
 			// A failure (a reader holding an old snapshot, say) only
 			// delays the checkpoint to the next tick.
-			s.ckpt.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+			var busy, logFrames, done int
+			if s.ckpt.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logFrames, &done) == nil &&
+				logFrames > walRestartFrames {
+				s.restartWal.Store(true)
+			}
 		}
 	}
 }

@@ -192,6 +192,13 @@ func (s *Store) commit(q *queues, first *writeReq) {
 	for i, r := range batch {
 		r.done <- results[i]
 	}
+	if s.restartWal.CompareAndSwap(true, false) {
+		// The checkpointer has copied back all but the last moments'
+		// frames; copy the rest while no transaction is open, so the next
+		// BEGIN starts the log over (unless a reader still holds an older
+		// snapshot: the checkpointer will ask again).
+		s.wconn.ExecContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`)
+	}
 }
 
 // committedEntries lists the inbox entries the batch's successful requests

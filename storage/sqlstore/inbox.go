@@ -13,10 +13,10 @@ import (
 
 // insertChunks are the row counts of the multi-row INSERTs InsertInbox
 // uses: a fixed few, so the prepared statements can be cached, and at most
-// 256 × 9 parameters, within every engine's limit.
+// 256 × 10 parameters, within every engine's limit.
 var insertChunks = []int{256, 64, 16, 4, 1}
 
-const inboxInsertColumns = 9
+const inboxInsertColumns = 10
 
 func (t *Tx) InsertInbox(entries []storage.InboxEntry) error {
 	args := make([]any, 0, min(len(entries), insertChunks[0])*inboxInsertColumns)
@@ -34,7 +34,8 @@ func (t *Tx) InsertInbox(entries []storage.InboxEntry) error {
 			if e.MessageID != 0 {
 				msgID = sql.NullInt64{Int64: e.MessageID, Valid: true}
 			}
-			args = append(args, e.UserID, e.DeviceID, e.Kind, e.Conversation, e.Seq, msgID, e.Sender, ms(e.ExpiresAt), e.Payload)
+			args = append(args, e.UserID, e.DeviceID, e.Kind, e.Conversation, e.Seq, msgID, e.Sender, ms(e.ExpiresAt), e.Payload,
+				e.ClientID)
 		}
 		ids, err := t.insertInboxRows(n, args)
 		if err != nil {
@@ -101,7 +102,8 @@ func insertInboxSQL(rows int, returning bool) string {
 		return q.(string)
 	}
 	var b strings.Builder
-	b.WriteString(`INSERT INTO inbox (user_id, device_id, kind, conversation, seq, message_id, sender, expires_at, payload) VALUES `)
+	b.WriteString(`INSERT INTO inbox (user_id, device_id, kind, conversation, seq, message_id, sender, expires_at, payload,
+		client_id) VALUES `)
 	row := "(" + placeholders(inboxInsertColumns) + ")"
 	for i := range rows {
 		if i > 0 {
@@ -120,7 +122,7 @@ func insertInboxSQL(rows int, returning bool) string {
 // Inbox joins the shared body of group messages, stored once in messages.
 func (t *Tx) Inbox(userID string, deviceID uint32, after int64, limit int) ([]storage.InboxEntry, error) {
 	rows, err := t.query(`SELECT i.id, i.user_id, i.device_id, i.kind, i.conversation, i.seq, i.message_id,
-		i.sender, i.expires_at, i.payload, m.body FROM inbox i LEFT JOIN messages m ON m.id = i.message_id
+		i.sender, i.expires_at, i.payload, i.client_id, m.body FROM inbox i LEFT JOIN messages m ON m.id = i.message_id
 		WHERE i.user_id = ? AND i.device_id = ? AND i.id > ? ORDER BY i.id LIMIT ?`, userID, deviceID, after, limit)
 	if err != nil {
 		return nil, err
@@ -130,7 +132,7 @@ func (t *Tx) Inbox(userID string, deviceID uint32, after int64, limit int) ([]st
 		var msgID sql.NullInt64
 		var expires int64
 		err := r.Scan(&e.ID, &e.UserID, &e.DeviceID, &e.Kind, &e.Conversation, &e.Seq, &msgID, &e.Sender, &expires,
-			&e.Payload, &e.SharedBody)
+			&e.Payload, &e.ClientID, &e.SharedBody)
 		e.MessageID, e.ExpiresAt = msgID.Int64, fromMS(expires)
 		return e, err
 	})
@@ -146,6 +148,17 @@ func (t *Tx) InboxEvents(userID string, deviceID uint32, after int64, limit int)
 		var e storage.InboxEntry
 		return e, r.Scan(&e.ID, &e.Payload, &e.SharedBody)
 	})
+}
+
+func (t *Tx) SentAnswer(userID string, deviceID uint32, clientID string) (storage.InboxEntry, error) {
+	e := storage.InboxEntry{UserID: userID, DeviceID: deviceID, Kind: storage.EntrySent, ClientID: clientID}
+	var expires int64
+	// The conditions repeat the partial index's, so the planner may use it.
+	err := t.queryRow(`SELECT id, conversation, seq, expires_at, payload FROM inbox
+		WHERE user_id = ? AND device_id = ? AND client_id = ? AND kind = 'sent' AND client_id != ''`,
+		userID, deviceID, clientID).Scan(&e.ID, &e.Conversation, &e.Seq, &expires, &e.Payload)
+	e.ExpiresAt = fromMS(expires)
+	return e, t.mapErr(err)
 }
 
 func (t *Tx) DeleteInboxKind(userID string, deviceID uint32, kind, conversationID string) error {

@@ -50,3 +50,27 @@ func (t *Tx) DeleteMessagesBefore(before time.Time) (int64, error) {
 	}
 	return res.RowsAffected()
 }
+
+func (t *Tx) InsertSend(s storage.Send) error {
+	_, err := t.exec(`INSERT INTO sends (user_id, device_id, client_id, conversation, seq, sent_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, s.UserID, s.DeviceID, s.ClientID, s.Conversation, s.Seq, ms(s.SentAt), ms(s.ExpiresAt))
+	return err
+}
+
+func (t *Tx) SendByClientID(userID string, deviceID uint32, clientID string) (storage.Send, error) {
+	s := storage.Send{UserID: userID, DeviceID: deviceID, ClientID: clientID}
+	var sent, expires int64
+	err := t.queryRow(`SELECT conversation, seq, sent_at, expires_at FROM sends
+		WHERE user_id = ? AND device_id = ? AND client_id = ?`, userID, deviceID, clientID).
+		Scan(&s.Conversation, &s.Seq, &sent, &expires)
+	s.SentAt, s.ExpiresAt = fromMS(sent), fromMS(expires)
+	return s, t.mapErr(err)
+}
+
+func (t *Tx) DeleteSendsBefore(before time.Time) (int64, error) {
+	res, err := t.exec(`DELETE FROM sends WHERE expires_at < ?`, ms(before))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
