@@ -73,7 +73,7 @@ type fuzzEnv struct {
 	bob           wire.Bundle    // a valid bundle for bob@b.test/1
 }
 
-func newFuzzEnv(f *testing.F) *fuzzEnv {
+func newFuzzEnv(f testing.TB) *fuzzEnv {
 	ctx := context.Background()
 	dir := f.TempDir()
 	store, err := sqlite.Open(ctx, dir, sqlite.Options{})

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,10 +28,16 @@ import (
 // FileName is the database file inside the data directory.
 const FileName = "parley.db"
 
+// busyTimeout is how long a connection waits for a lock another holds.
+const busyTimeout = 10 * time.Second
+
 // Options tune the engine; the zero value is the default.
 type Options struct {
 	// MaxBatch caps how many Writes share one commit (default 256).
 	MaxBatch int
+	// WALRestartPages is the WAL length above which the writer makes the
+	// log start over (default 4,096 pages, 16 MiB); see walRestartPages.
+	WALRestartPages int
 }
 
 // Store is the SQLite storage.Store.
@@ -47,7 +54,7 @@ type Store struct {
 	stopCkpt, ckptDone chan struct{}
 
 	commits, writeCount atomic.Int64
-	restartWal          atomic.Bool // the checkpointer found the WAL long; see walRestartFrames
+	restartWal          atomic.Bool // the checkpointer found the WAL long; see walRestartPages
 	listener            atomic.Pointer[func([]storage.InboxEntry)]
 	devices             *sqlstore.DeviceCache // owned by the writer goroutine
 	finished            writeReq              // what the last commit's Finally functions did (writer-owned)
@@ -68,6 +75,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 256
 	}
+	if opts.WALRestartPages <= 0 {
+		opts.WALRestartPages = walRestartPages
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: data directory: %w", err)
 	}
@@ -75,7 +85,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "FULL")
-	q.Set("_busy_timeout", "10000")
+	q.Set("_busy_timeout", strconv.FormatInt(busyTimeout.Milliseconds(), 10))
 	q.Set("_foreign_keys", "on")
 	q.Set("_txlock", "immediate")
 	// Preparing costs more than running most of Parley's statements: keep
@@ -165,13 +175,13 @@ func writerDriver() string {
 // frames into the database file when there were commits.
 const checkpointInterval = 100 * time.Millisecond
 
-// walRestartFrames is the WAL length (in pages) above which the writer
-// makes the log start over. SQLite restarts a WAL from its beginning only
+// walRestartPages is the default WAL length (in pages) above which the
+// writer makes the log start over. SQLite restarts a WAL from its beginning only
 // when a write transaction begins with every frame copied back, which
 // under a steady stream of commits never happens by itself: the log grew
 // to a gigabyte in ten seconds of load, and every page read searched its
 // ever longer index.
-const walRestartFrames = 4096
+const walRestartPages = 4096
 
 // checkpointer runs passive checkpoints (they never block the writer or
 // readers) while commits happen, so the WAL is reset and stays small.
@@ -192,7 +202,7 @@ func (s *Store) checkpointer() {
 			// delays the checkpoint to the next tick.
 			var busy, logFrames, done int
 			if s.ckpt.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logFrames, &done) == nil &&
-				logFrames > walRestartFrames {
+				logFrames > s.opts.WALRestartPages {
 				s.restartWal.Store(true)
 			}
 		}

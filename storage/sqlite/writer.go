@@ -56,6 +56,13 @@ func (s *Store) enqueue(ctx context.Context, q chan *writeReq, req *writeReq) (e
 	return <-req.done
 }
 
+// restartWait bounds how long the writer waits for readers when it makes
+// the WAL start over: every Write waits with it.
+const restartWait = 20 * time.Millisecond
+
+var restartSQL = fmt.Sprintf(`PRAGMA busy_timeout = %d; PRAGMA wal_checkpoint(RESTART); PRAGMA busy_timeout = %d`,
+	restartWait.Milliseconds(), busyTimeout.Milliseconds())
+
 // lowBudget is how long a batch that holds a normal Write may go on taking
 // low-priority ones before it commits: the bound on how long a send waits
 // behind a burst of acknowledgements.
@@ -194,10 +201,13 @@ func (s *Store) commit(q *queues, first *writeReq) {
 	}
 	if s.restartWal.CompareAndSwap(true, false) {
 		// The checkpointer has copied back all but the last moments'
-		// frames; copy the rest while no transaction is open, so the next
-		// BEGIN starts the log over (unless a reader still holds an older
-		// snapshot: the checkpointer will ask again).
-		s.wconn.ExecContext(context.Background(), `PRAGMA wal_checkpoint(PASSIVE)`)
+		// frames; copy the rest while no transaction is open and wait for
+		// the readers of older snapshots to finish (new ones read the
+		// database file alone), so the next BEGIN starts the log over.
+		// Readers take milliseconds; one holding a snapshot longer than
+		// restartWait leaves the log as it is until the checkpointer asks
+		// again.
+		s.wconn.ExecContext(context.Background(), restartSQL)
 	}
 }
 
