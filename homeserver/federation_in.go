@@ -196,11 +196,13 @@ func (in *inbound) store(it wire.FedItem, sender string) error {
 	// whole, a direct one by its client id.
 	var msgID int64
 	var err error
+	var sharedPayload []byte
 	if IsGroupID(it.Conversation) {
 		m := storage.Message{Conversation: it.Conversation, Seq: it.Seq, Sender: sender,
 			SenderDevice: it.SenderDevice, ClientID: it.ClientID, SentAt: p.sentAt, ExpiresAt: p.expires}
 		if it.Shared != nil {
-			m.Body, m.BodyType = it.Shared.Body, it.Shared.Type
+			sharedPayload = withSeq(p.sharedEv, it.Seq)
+			m.Body, m.BodyType, m.Event = it.Shared.Body, it.Shared.Type, sharedPayload
 		}
 		msgID, err = tx.InsertMessage(m)
 	} else {
@@ -237,9 +239,8 @@ func (in *inbound) store(it wire.FedItem, sender string) error {
 		}
 	}
 	if it.Shared != nil {
-		payload := withSeq(p.sharedEv, it.Seq)
 		for _, d := range it.Shared.Devices {
-			if err := add(d.User, d.Device, payload, it.Shared.Body); err != nil {
+			if err := add(d.User, d.Device, sharedPayload, it.Shared.Body); err != nil {
 				return err
 			}
 		}

@@ -228,11 +228,13 @@ func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []string, error) {
 	// its inbox entries name the sender: by the answer's entry when the
 	// sender is ours, in sends otherwise.
 	var msgID int64
+	var sharedPayload []byte
 	if IsGroupID(p.conv) {
 		m := storage.Message{Conversation: p.conv, Seq: seq, Sender: p.sender, SenderDevice: p.senderDevice,
 			ClientID: p.clientID, SentAt: p.sentAt, ExpiresAt: p.expires}
 		if p.shared != nil {
-			m.Body, m.BodyType = p.shared.Body, p.shared.Type
+			sharedPayload = withSeq(p.sharedEv, seq)
+			m.Body, m.BodyType, m.Event = p.shared.Body, p.shared.Type, sharedPayload
 		}
 		msgID, err = tx.InsertMessage(m)
 	} else if !p.answer {
@@ -276,7 +278,7 @@ func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []string, error) {
 		entries = append(entries, entry)
 	}
 	if p.shared != nil {
-		payload := withSeq(p.sharedEv, seq)
+		payload := sharedPayload
 		entry.SharedBody = p.shared.Body
 		for _, d := range p.shared.Devices {
 			if !s.isLocal(d.User) {

@@ -349,8 +349,11 @@ type Message struct {
 	ID int64
 	// Body and BodyType: a group's shared sender-key ciphertext, stored
 	// once for every device that gets it; empty for pairwise envelopes.
+	// Event is the encoded event (without the body) those devices get,
+	// also stored once: their inbox rows leave it out.
 	Body         []byte
 	BodyType     string
+	Event        []byte
 	Conversation string
 	Seq          uint64
 	Sender       string
@@ -394,7 +397,8 @@ type InboxEntry struct {
 	Payload      []byte
 	// SharedBody is the message's shared ciphertext, which the payload
 	// leaves out: filled in by Inbox, and set by the writer of a group
-	// message so that OnInboxAdded listeners get it too (InsertInbox does
-	// not store it: messages.body holds it once).
+	// message so that OnInboxAdded listeners get it too. InsertInbox
+	// stores neither it nor, for such an entry, the payload: the message
+	// record holds both once (Body, Event), and Inbox fills them in.
 	SharedBody []byte
 }

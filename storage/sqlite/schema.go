@@ -190,4 +190,10 @@ ALTER TABLE inbox ADD COLUMN client_id TEXT NOT NULL DEFAULT '';
 CREATE UNIQUE INDEX inbox_answers ON inbox (user_id, device_id, client_id)
 	WHERE kind = 'sent' AND client_id != '';
 `},
+	{9, "a shared ciphertext's event is stored once, with the message", `
+-- Every member device of a 1,024-member group got the same 200-byte
+-- event in its inbox row; the row now leaves its payload empty and the
+-- read takes the message's.
+ALTER TABLE messages ADD COLUMN event BLOB;
+`},
 }

@@ -34,7 +34,11 @@ func (t *Tx) InsertInbox(entries []storage.InboxEntry) error {
 			if e.MessageID != 0 {
 				msgID = sql.NullInt64{Int64: e.MessageID, Valid: true}
 			}
-			args = append(args, e.UserID, e.DeviceID, e.Kind, e.Conversation, e.Seq, msgID, e.Sender, ms(e.ExpiresAt), e.Payload,
+			payload := e.Payload
+			if e.SharedBody != nil {
+				payload = []byte{} // the message record holds it
+			}
+			args = append(args, e.UserID, e.DeviceID, e.Kind, e.Conversation, e.Seq, msgID, e.Sender, ms(e.ExpiresAt), payload,
 				e.ClientID)
 		}
 		ids, err := t.insertInboxRows(n, args)
@@ -122,7 +126,7 @@ func insertInboxSQL(rows int, returning bool) string {
 // Inbox joins the shared body of group messages, stored once in messages.
 func (t *Tx) Inbox(userID string, deviceID uint32, after int64, limit int) ([]storage.InboxEntry, error) {
 	rows, err := t.query(`SELECT i.id, i.user_id, i.device_id, i.kind, i.conversation, i.seq, i.message_id,
-		i.sender, i.expires_at, i.payload, i.client_id, m.body FROM inbox i LEFT JOIN messages m ON m.id = i.message_id
+		i.sender, i.expires_at, i.payload, i.client_id, m.body, m.event FROM inbox i LEFT JOIN messages m ON m.id = i.message_id
 		WHERE i.user_id = ? AND i.device_id = ? AND i.id > ? ORDER BY i.id LIMIT ?`, userID, deviceID, after, limit)
 	if err != nil {
 		return nil, err
@@ -131,23 +135,38 @@ func (t *Tx) Inbox(userID string, deviceID uint32, after int64, limit int) ([]st
 		var e storage.InboxEntry
 		var msgID sql.NullInt64
 		var expires int64
+		var event []byte
 		err := r.Scan(&e.ID, &e.UserID, &e.DeviceID, &e.Kind, &e.Conversation, &e.Seq, &msgID, &e.Sender, &expires,
-			&e.Payload, &e.ClientID, &e.SharedBody)
+			&e.Payload, &e.ClientID, &e.SharedBody, &event)
 		e.MessageID, e.ExpiresAt = msgID.Int64, fromMS(expires)
+		e.Payload = sharedPayload(e.Payload, event)
 		return e, err
 	})
 }
 
 func (t *Tx) InboxEvents(userID string, deviceID uint32, after int64, limit int) ([]storage.InboxEntry, error) {
-	rows, err := t.query(`SELECT i.id, i.payload, m.body FROM inbox i LEFT JOIN messages m ON m.id = i.message_id
+	rows, err := t.query(`SELECT i.id, i.payload, m.body, m.event FROM inbox i LEFT JOIN messages m ON m.id = i.message_id
 		WHERE i.user_id = ? AND i.device_id = ? AND i.id > ? ORDER BY i.id LIMIT ?`, userID, deviceID, after, limit)
 	if err != nil {
 		return nil, err
 	}
 	return collect(rows, func(r interface{ Scan(...any) error }) (storage.InboxEntry, error) {
 		var e storage.InboxEntry
-		return e, r.Scan(&e.ID, &e.Payload, &e.SharedBody)
+		var event []byte
+		err := r.Scan(&e.ID, &e.Payload, &e.SharedBody, &event)
+		e.Payload = sharedPayload(e.Payload, event)
+		return e, err
 	})
+}
+
+// sharedPayload is an entry's event: its own payload, or, for a device of
+// a shared ciphertext, the message's (rows written before messages held
+// it have their own).
+func sharedPayload(payload, event []byte) []byte {
+	if len(payload) == 0 && event != nil {
+		return event
+	}
+	return payload
 }
 
 func (t *Tx) SentAnswer(userID string, deviceID uint32, clientID string) (storage.InboxEntry, error) {

@@ -6,13 +6,13 @@ import (
 	"github.com/parleychat/parley/storage"
 )
 
-const messageColumns = `id, conversation, seq, sender, sender_device, client_id, sent_at, expires_at, body, body_type`
+const messageColumns = `id, conversation, seq, sender, sender_device, client_id, sent_at, expires_at, body, body_type, event`
 
 func scanMessage(row interface{ Scan(...any) error }) (storage.Message, error) {
 	var m storage.Message
 	var sent, expires int64
 	err := row.Scan(&m.ID, &m.Conversation, &m.Seq, &m.Sender, &m.SenderDevice, &m.ClientID, &sent, &expires,
-		&m.Body, &m.BodyType)
+		&m.Body, &m.BodyType, &m.Event)
 	m.SentAt, m.ExpiresAt = fromMS(sent), fromMS(expires)
 	return m, err
 }
@@ -20,9 +20,9 @@ func scanMessage(row interface{ Scan(...any) error }) (storage.Message, error) {
 func (t *Tx) InsertMessage(m storage.Message) (int64, error) {
 	var id int64
 	err := t.queryRow(`INSERT INTO messages (conversation, seq, sender, sender_device, client_id, sent_at, expires_at,
-		body, body_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		body, body_type, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		m.Conversation, m.Seq, m.Sender, m.SenderDevice, m.ClientID, ms(m.SentAt), ms(m.ExpiresAt),
-		m.Body, m.BodyType).Scan(&id)
+		m.Body, m.BodyType, m.Event).Scan(&id)
 	return id, t.mapErr(err)
 }
 
