@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -72,9 +73,10 @@ type options struct {
 	drain        time.Duration
 	maxTime      time.Duration
 
-	json  bool
-	plot  string
-	quiet bool
+	json       bool
+	plot       string
+	quiet      bool
+	cpuProfile string
 }
 
 const usageText = `usage: parley-bench SCENARIO [flags]
@@ -127,6 +129,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of a table")
 	fs.StringVar(&o.plot, "plot", "", "write latency histogram and throughput-over-time plots (SVG) into this directory")
 	fs.BoolVar(&o.quiet, "q", false, "no progress lines on stderr")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the bench's own CPU profile (pprof) for the whole run to this file")
 
 	// SCENARIO comes first, but accept flags before it too.
 	var rest []string
@@ -227,6 +230,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.maxTime)
 	defer cancel()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "parley-bench: cpu profile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	e, err := newEnv(o, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "parley-bench: %v\n", err)
