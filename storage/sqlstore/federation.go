@@ -45,11 +45,7 @@ func (t *Tx) OutboxDestinations() ([]string, error) {
 }
 
 func (t *Tx) ExpireOutbox(before time.Time) (int64, error) {
-	res, err := t.exec(`DELETE FROM outbox WHERE expires_at < ?`, ms(before))
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+	return t.execCount(`DELETE FROM outbox WHERE expires_at < ?`, ms(before))
 }
 
 func (t *Tx) RecordInboundTxn(origin, txnID string, at time.Time) (bool, error) {

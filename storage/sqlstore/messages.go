@@ -44,11 +44,7 @@ func (t *Tx) AddDelivered(messageID int64) (int, error) {
 }
 
 func (t *Tx) DeleteMessagesBefore(before time.Time) (int64, error) {
-	res, err := t.exec(`DELETE FROM messages WHERE expires_at < ?`, ms(before))
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+	return t.execCount(`DELETE FROM messages WHERE expires_at < ?`, ms(before))
 }
 
 func (t *Tx) InsertSend(s storage.Send) error {
@@ -68,9 +64,5 @@ func (t *Tx) SendByClientID(userID string, deviceID uint32, clientID string) (st
 }
 
 func (t *Tx) DeleteSendsBefore(before time.Time) (int64, error) {
-	res, err := t.exec(`DELETE FROM sends WHERE expires_at < ?`, ms(before))
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+	return t.execCount(`DELETE FROM sends WHERE expires_at < ?`, ms(before))
 }

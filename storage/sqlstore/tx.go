@@ -139,6 +139,15 @@ func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
 	return res, t.mapErr(err)
 }
 
+// execCount runs a statement and returns how many rows it changed.
+func (t *Tx) execCount(query string, args ...any) (int64, error) {
+	res, err := t.exec(query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 func (t *Tx) query(query string, args ...any) (*sql.Rows, error) {
 	rows, err := t.tx.QueryContext(t.ctx, t.q(query), args...)
 	return rows, t.mapErr(err)
