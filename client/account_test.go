@@ -762,3 +762,51 @@ func TestReceiveReportsExpired(t *testing.T) {
 		t.Fatalf("expired event still pending: %+v", p)
 	}
 }
+
+// The answer to a send that may still be retried stays unacknowledged,
+// so that the server recognises the retry: Receive neither yields nor
+// acknowledges it while the send is recorded in flight (here as if Send
+// had lost the HTTP answer and were about to retry), and does once it is
+// not.
+func TestAnswerOfSendInFlightStaysUnacknowledged(t *testing.T) {
+	ctx := testCtx(t)
+	srv := startServer(t)
+	alice := newAccount(t, srv, "alice", false, nil)
+	newAccount(t, srv, "bob", false, nil)
+	if _, err := alice.SendText(ctx, "bob", "first"); err != nil {
+		t.Fatal(err)
+	}
+	req := wire.SendRequest{ClientID: "x1", To: "bob@localhost", Envelopes: []wire.Envelope{
+		{User: "bob@localhost", Device: 1, Type: wire.CiphertextWhisper, Body: []byte("opaque")}}}
+	if err := alice.store.BeginSend(ctx, "x1"); err != nil {
+		t.Fatal(err)
+	}
+	first, err := alice.API().SendMessage(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := func() (ids []string) {
+		for _, it := range receiveAll(t, alice) {
+			if it.Type == ItemSent {
+				ids = append(ids, it.ClientID)
+			}
+		}
+		return ids
+	}
+	if got := answers(); len(got) != 1 || got[0] == "x1" {
+		t.Fatalf("answers yielded while x1 is in flight: %q, want only the first send's", got)
+	}
+	again, err := alice.API().SendMessage(ctx, req)
+	if err != nil || !again.Repeated || again.Seq != first.Seq {
+		t.Fatalf("retry after a Receive: %+v %v, want the first answer (seq %d) repeated", again, err, first.Seq)
+	}
+	if err := alice.store.EndSend(ctx, "x1", sendInFlightFor); err != nil {
+		t.Fatal(err)
+	}
+	if got := answers(); !slices.Equal(got, []string{"x1"}) {
+		t.Fatalf("answers once x1 is no longer in flight: %q", got)
+	}
+	if got := answers(); len(got) != 0 {
+		t.Fatalf("answers after they were acknowledged: %q", got)
+	}
+}

@@ -416,6 +416,19 @@ func (a *Account) Receive(ctx context.Context, opts ReceiveOptions, fn func(Item
 		if err != nil {
 			return err
 		}
+		if ok && item.Type == ItemSent {
+			// The answer to a send still being retried (by Send, here or
+			// in another process) stays unacknowledged: it is what makes
+			// the server recognise the retry. It comes again on the next
+			// connection.
+			inFlight, err := a.store.SendInFlight(ctx, item.ClientID, sendInFlightFor)
+			if err != nil {
+				return err
+			}
+			if inFlight {
+				ok, ev.ID = false, 0
+			}
+		}
 		if ok {
 			if err := fn(item); err != nil {
 				return err

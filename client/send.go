@@ -287,9 +287,27 @@ func (a *Account) encrypt(ctx context.Context, ts []target, plaintext []byte) ([
 	return envs, nil
 }
 
+// sendInFlightFor is how long a recorded send counts as in flight (see
+// e2ee.Store.BeginSend): far longer than post retries, so that only a
+// record a dead process left behind outlives it.
+const sendInFlightFor = 10 * time.Minute
+
 // post sends req, retrying transient failures with the same request (and
 // so the same client id and ciphertexts: the server keeps the first).
-func (a *Account) post(ctx context.Context, req wire.SendRequest) (wire.SendResult, error) {
+// While it may retry, the send is recorded in the store, so that a
+// Receive, in this process or another, does not acknowledge its answer:
+// the server recognises the retry only while the answer is unacknowledged.
+func (a *Account) post(ctx context.Context, req wire.SendRequest) (_ wire.SendResult, err error) {
+	if err := a.store.BeginSend(ctx, req.ClientID); err != nil {
+		return wire.SendResult{}, fmt.Errorf("client: record send: %w", err)
+	}
+	defer func() {
+		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if eerr := a.store.EndSend(ectx, req.ClientID, sendInFlightFor); eerr != nil && err == nil {
+			err = fmt.Errorf("client: record send: %w", eerr)
+		}
+	}()
 	delay := 250 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		res, err := a.api.SendMessage(ctx, req)

@@ -40,7 +40,7 @@ var errClosed = errors.New("e2ee: store is closed")
 // by recording i+1 in PRAGMA user_version. A released step is never edited:
 // a change is a new step. The statements are idempotent besides (IF NOT
 // EXISTS), as version 1 always was.
-var migrations = []string{schemaV1, schemaV2}
+var migrations = []string{schemaV1, schemaV2, schemaV3}
 
 // schemaV1: identity, prekeys, sessions and received sender keys.
 const schemaV1 = `
@@ -109,6 +109,16 @@ CREATE TABLE IF NOT EXISTS sender_key_recipients (
 	PRIMARY KEY (group_id, name, device)
 );
 PRAGMA user_version = 2;
+`
+
+// schemaV3: sends this device has made and not yet had answered, by
+// client id (see BeginSend).
+const schemaV3 = `
+CREATE TABLE IF NOT EXISTS sends_in_flight (
+	client_id TEXT    PRIMARY KEY,
+	since     INTEGER NOT NULL
+);
+PRAGMA user_version = 3;
 `
 
 // OpenStore opens or creates the store at path. The file and its lock file

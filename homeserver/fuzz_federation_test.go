@@ -65,6 +65,7 @@ func (r *fuzzRemote) GroupOp(context.Context, string, string, wire.GroupOp) erro
 // of alice's with bob and carol.
 type fuzzEnv struct {
 	hs            *homeserver.Server
+	store         *sqlite.Store
 	remote        *fuzzRemote
 	alice, alice2 homeserver.Caller
 	carol         homeserver.Caller
@@ -103,7 +104,7 @@ func newFuzzEnv(f testing.TB) *fuzzEnv {
 		return up
 	}
 	bobUp := keys("bob", 1)
-	e := &fuzzEnv{hs: hs, remote: &fuzzRemote{bobKey: bobUp.IdentityKey}, upload: keys("spare", 3),
+	e := &fuzzEnv{hs: hs, store: store, remote: &fuzzRemote{bobKey: bobUp.IdentityKey}, upload: keys("spare", 3),
 		bob: wire.Bundle{User: "bob@b.test", DeviceID: 1, RegistrationID: bobUp.RegistrationID, IdentityKey: bobUp.IdentityKey,
 			SignedPreKey: *bobUp.SignedPreKey, PreKey: &bobUp.PreKeys[0]}}
 	hs.SetFederation(homeserver.Federation{Remote: e.remote, Wake: func(string) {}, Allowed: func(string) bool { return true }})

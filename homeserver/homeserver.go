@@ -51,6 +51,10 @@ type Server struct {
 	log    *slog.Logger
 	notify Notifier
 	fed    *Federation // nil: federation disabled
+	// legacySends: until then, a local device's direct send is also
+	// checked against sends, where an upgrade put the records of sends
+	// made before answer entries recognised retries (LocalSendsExpiry).
+	legacySends time.Time
 
 	dummyOnce sync.Once
 	dummy     string // a password hash for timing-safe refusals of unknown users
@@ -74,6 +78,13 @@ func New(store storage.Store, opts Options, log *slog.Logger) (*Server, error) {
 		opts.Now = time.Now
 	}
 	s := &Server{store: store, opts: opts, log: log, notify: nopNotifier{}}
+	err := store.Read(context.Background(), func(tx storage.Tx) (err error) {
+		s.legacySends, err = tx.LocalSendsExpiry()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("homeserver: reading sends: %w", err)
+	}
 	store.OnInboxAdded(s.inboxAdded)
 	return s, nil
 }

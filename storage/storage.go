@@ -104,6 +104,10 @@ type Tx interface {
 	// Message record.
 	InsertSend(s Send) error                                                      // ErrConflict on a repeated (user, device, client id)
 	SendByClientID(userID string, deviceID uint32, clientID string) (Send, error) // ErrNotFound
+	// LocalSendsExpiry is the latest expiry of a sends record of a local
+	// user (a direct send made before answer entries existed), zero if
+	// none is left.
+	LocalSendsExpiry() (time.Time, error)
 	// DeleteSendsBefore forgets sends whose record expired before t.
 	DeleteSendsBefore(t time.Time) (int64, error)
 

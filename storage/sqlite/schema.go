@@ -196,4 +196,12 @@ CREATE UNIQUE INDEX inbox_answers ON inbox (user_id, device_id, client_id)
 -- read takes the message's.
 ALTER TABLE messages ADD COLUMN event BLOB;
 `},
+	{10, "direct sends recorded before answer entries are remembered in sends", `
+-- A retry, after the upgrade, of a direct send made before it must still
+-- be recognised: its record moves to sends, which a local device's send
+-- consults until the last of these expires.
+INSERT OR IGNORE INTO sends (user_id, device_id, client_id, conversation, seq, sent_at, expires_at)
+	SELECT sender, sender_device, client_id, conversation, seq, sent_at, expires_at
+	FROM messages WHERE conversation LIKE 'd-%';
+`},
 }

@@ -60,8 +60,18 @@ func (s *Store) enqueue(ctx context.Context, q chan *writeReq, req *writeReq) (e
 // the WAL start over: every Write waits with it.
 const restartWait = 20 * time.Millisecond
 
-var restartSQL = fmt.Sprintf(`PRAGMA busy_timeout = %d; PRAGMA wal_checkpoint(RESTART); PRAGMA busy_timeout = %d`,
-	restartWait.Milliseconds(), busyTimeout.Milliseconds())
+// restartWAL runs a RESTART checkpoint on the writer's connection with
+// restartWait as its busy timeout, and puts the usual one back whatever
+// happens. A checkpoint that cannot finish (a reader still busy) is not an
+// error: the log just does not start over yet.
+func (s *Store) restartWAL() {
+	ctx := context.Background()
+	if _, err := s.wconn.ExecContext(ctx, fmt.Sprintf(`PRAGMA busy_timeout = %d`, restartWait.Milliseconds())); err != nil {
+		return
+	}
+	defer s.wconn.ExecContext(ctx, fmt.Sprintf(`PRAGMA busy_timeout = %d`, busyTimeout.Milliseconds()))
+	s.wconn.ExecContext(ctx, `PRAGMA wal_checkpoint(RESTART)`)
+}
 
 // lowBudget is how long a batch that holds a normal Write may go on taking
 // low-priority ones before it commits: the bound on how long a send waits
@@ -207,7 +217,7 @@ func (s *Store) commit(q *queues, first *writeReq) {
 		// Readers take milliseconds; one holding a snapshot longer than
 		// restartWait leaves the log as it is until the checkpointer asks
 		// again.
-		s.wconn.ExecContext(context.Background(), restartSQL)
+		s.restartWAL()
 	}
 }
 

@@ -85,7 +85,8 @@ func (t *Tx) insertInboxRows(n int, args []any) ([]int64, error) {
 		return id, r.Scan(&id)
 	})
 	if err != nil {
-		return nil, err
+		// An engine may report a unique violation while rows are read.
+		return nil, t.mapErr(err)
 	}
 	if len(ids) != n {
 		return nil, fmt.Errorf("sqlstore: inserting %d inbox entries returned %d ids", n, len(ids))

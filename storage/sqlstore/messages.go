@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"database/sql"
 	"time"
 
 	"github.com/parleychat/parley/storage"
@@ -65,4 +66,13 @@ func (t *Tx) SendByClientID(userID string, deviceID uint32, clientID string) (st
 
 func (t *Tx) DeleteSendsBefore(before time.Time) (int64, error) {
 	return t.execCount(`DELETE FROM sends WHERE expires_at < ?`, ms(before))
+}
+
+func (t *Tx) LocalSendsExpiry() (time.Time, error) {
+	var last sql.NullInt64
+	err := t.queryRow(`SELECT MAX(s.expires_at) FROM sends s JOIN accounts a ON a.user_id = s.user_id`).Scan(&last)
+	if err != nil || !last.Valid {
+		return time.Time{}, t.mapErr(err)
+	}
+	return fromMS(last.Int64), nil
 }
