@@ -51,6 +51,7 @@ type Server struct {
 	log    *slog.Logger
 	notify Notifier
 	fed    *Federation // nil: federation disabled
+	acks   acker
 	// legacySends: until then, a local device's direct send is also
 	// checked against sends, where an upgrade put the records of sends
 	// made before answer entries recognised retries (LocalSendsExpiry).

@@ -1,7 +1,6 @@
 package homeserver
 
 import (
-	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -473,93 +472,6 @@ func (s *Server) inboxAdded(added []storage.InboxEntry) {
 	for _, e := range added {
 		s.notify.InboxAdded(e.UserID, e.DeviceID, inboxEvent(e))
 	}
-}
-
-// MaxAckIDs bounds one acknowledgement.
-const MaxAckIDs = 1000
-
-// Ack deletes acknowledged entries from the caller's inbox and, for each
-// message another user sent, tells the sender's devices, in the same
-// commit: one "delivered" receipt per acknowledging device in a direct
-// conversation; in a group, one aggregated receipt per sender device
-// carrying how many devices have it. Acknowledgements are low-priority
-// writes: sends queued behind a burst of them go first.
-func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
-	if len(ids) > MaxAckIDs {
-		return invalid("ids", "at most %d ids per acknowledgement", MaxAckIDs)
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	var dests []string
-	err := s.store.WriteLowPriority(ctx, func(tx storage.Tx) error {
-		dests = nil
-		deleted, err := tx.DeleteInbox(c.UserID, c.DeviceID, ids)
-		if err != nil {
-			return err
-		}
-		slices.SortFunc(deleted, func(a, b storage.InboxEntry) int { return cmp.Compare(a.ID, b.ID) })
-		var receipts []storage.InboxEntry
-		for _, e := range deleted {
-			if e.Kind != storage.EntryMessage {
-				continue
-			}
-			// Rows written before the sender column existed name no sender:
-			// look the message up for those.
-			m := storage.Message{ID: e.MessageID, Conversation: e.Conversation, Seq: e.Seq, Sender: e.Sender}
-			if m.Sender == "" {
-				if e.MessageID == 0 {
-					continue
-				}
-				var err error
-				if m, err = tx.Message(e.MessageID); notFound(err) {
-					continue // expired meanwhile: nobody to tell
-				} else if err != nil {
-					return err
-				}
-			}
-			if m.Sender == c.UserID {
-				continue // a copy of our own message on another device
-			}
-			var r []storage.InboxEntry
-			if IsGroupID(m.Conversation) {
-				n, err := tx.AddDelivered(m.ID)
-				if err != nil {
-					return err
-				}
-				// The summary is written once per commit, by the last ack
-				// in it (whose count is the latest): a batch of 200 acks of
-				// one message replaces it once, not 200 times.
-				tx.Finally("delivered "+strconv.FormatInt(m.ID, 10), func(tx storage.Tx) error {
-					payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
-						Conversation: m.Conversation, Group: m.Conversation, Seq: m.Seq, Count: n})
-					return s.replaceSummary(tx, m.Sender, m.Conversation, m.Seq, storage.EntryDeliveredSummary, payload)
-				})
-			} else if !s.isLocal(m.Sender) {
-				d := DomainOf(m.Sender)
-				dests = append(dests, d)
-				err = s.enqueue(tx, d, wire.FedItem{Kind: wire.FedReceipt, Status: wire.StatusDelivered,
-					Conversation: m.Conversation, Seq: m.Seq, By: c.UserID, ByDevice: c.DeviceID, User: m.Sender})
-				if err != nil {
-					return err
-				}
-			} else {
-				payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
-					Conversation: m.Conversation, Seq: m.Seq, By: c.UserID, ByDevice: c.DeviceID})
-				r, err = s.receiptEntries(tx, m.Sender, m.Conversation, m.Seq, storage.EntryReceipt, payload)
-				if err != nil {
-					return err
-				}
-			}
-			receipts = append(receipts, r...)
-		}
-		return tx.InsertInbox(receipts)
-	})
-	if err != nil {
-		return internal(ctx, err)
-	}
-	s.wakeOutbox(dests)
-	return nil
 }
 
 // MarkRead records that the caller read a conversation up to seq. In a

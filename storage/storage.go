@@ -150,9 +150,9 @@ type Tx interface {
 	// SendersBetween returns, per sender other than except, the highest
 	// seq of its messages in the conversation with from < seq <= to.
 	SendersBetween(conversationID string, from, to uint64, except string) ([]SenderSeq, error)
-	// AddDelivered counts one more delivery of a message and returns the
+	// AddDelivered counts n more deliveries of a message and returns the
 	// new count.
-	AddDelivered(messageID int64) (int, error)
+	AddDelivered(messageID int64, n int) (int, error)
 	// DeleteInboxKind deletes one device's entries of a summary kind
 	// (EntryDeliveredSummary, EntryReadSummary) in a conversation: a
 	// superseded receipt summary. Other kinds are refused.

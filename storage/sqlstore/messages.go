@@ -38,10 +38,10 @@ func (t *Tx) Message(id int64) (storage.Message, error) {
 	return m, t.mapErr(err)
 }
 
-func (t *Tx) AddDelivered(messageID int64) (int, error) {
-	var n int
-	err := t.queryRow(`UPDATE messages SET delivered = delivered + 1 WHERE id = ? RETURNING delivered`, messageID).Scan(&n)
-	return n, t.mapErr(err)
+func (t *Tx) AddDelivered(messageID int64, n int) (int, error) {
+	var total int
+	err := t.queryRow(`UPDATE messages SET delivered = delivered + ? WHERE id = ? RETURNING delivered`, n, messageID).Scan(&total)
+	return total, t.mapErr(err)
 }
 
 func (t *Tx) DeleteMessagesBefore(before time.Time) (int64, error) {
