@@ -339,8 +339,12 @@ func (s *session) handle(data []byte) {
 		s.queue(errorEvent("", decodeError(err)))
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.api.ctx, 30*time.Second)
-	defer cancel()
+	// No deadline per frame: a frame waits for its commit as long as the
+	// writer takes (the client's frames meanwhile wait in the socket, which
+	// is the backpressure), and a timer per frame cost ~7% of the server's
+	// CPU at 4,000 messages/s (interleaved runs). A dead peer is found by
+	// the pings and write deadlines, and shutdown cancels api.ctx.
+	ctx := s.api.ctx
 	switch f.Type {
 	case wire.FrameSend:
 		res, err := s.api.hs.Send(ctx, s.caller, wire.SendRequest{ClientID: f.ClientID, To: f.To, Envelopes: f.Envelopes, Shared: f.Shared})
