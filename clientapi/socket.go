@@ -96,8 +96,13 @@ type session struct {
 	caller homeserver.Caller
 
 	lastRead atomic.Int64 // unix nanoseconds of the last frame read
-	pollID   uint64       // the poller's name for it, once parked (reader only)
-	parked   bool         // no reader goroutine: the poller waits for data (under mu)
+	// readUntil is the socket's read deadline as last set (unix
+	// nanoseconds; the reader's): it is moved only when little of it is
+	// left, not at every frame, each move being a timer update. (The write
+	// deadline is gorilla's field, which it applies at every write anyway.)
+	readUntil int64
+	pollID    uint64 // the poller's name for it, once parked (reader only)
+	parked    bool   // no reader goroutine: the poller waits for data (under mu)
 
 	mu      sync.Mutex
 	stale   bool // storage may hold events after the cursor that pending lacks
@@ -252,12 +257,16 @@ func (s *session) startReading() {
 	go s.serve()
 }
 
-// alive records that the client sent something: it has another 2.5 ping
-// intervals to send the next frame or pong.
+// alive records that the client sent something: it has another 2.5 to 3
+// ping intervals to send the next frame or pong.
 func (s *session) alive() {
 	now := time.Now()
 	s.lastRead.Store(now.UnixNano())
-	s.conn.SetReadDeadline(now.Add(s.api.opts.PingInterval * 5 / 2))
+	if now.UnixNano()+int64(s.api.opts.PingInterval*5/2) > s.readUntil {
+		until := now.Add(s.api.opts.PingInterval * 3)
+		s.readUntil = until.UnixNano()
+		s.conn.SetReadDeadline(until)
+	}
 }
 
 // serve reads and handles frames while they come. When the socket is idle

@@ -3,6 +3,7 @@ package homeserver
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -33,6 +34,8 @@ type acker struct {
 	mu       sync.Mutex
 	pending  []*ackReq
 	inFlight int
+	closed   bool           // Close was called: no more Writes
+	writes   sync.WaitGroup // Writes in flight, for Close
 }
 
 type ackReq struct {
@@ -58,6 +61,10 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 	}
 	r := &ackReq{c: c, ids: ids, done: make(chan error, 1)}
 	s.acks.mu.Lock()
+	if s.acks.closed {
+		s.acks.mu.Unlock()
+		return errShuttingDown
+	}
 	s.acks.pending = append(s.acks.pending, r)
 	s.startAcksLocked()
 	s.acks.mu.Unlock()
@@ -72,12 +79,14 @@ func (s *Server) Ack(ctx context.Context, c Caller, ids []int64) error {
 // startAcksLocked starts Writes for the waiting acknowledgements while
 // fewer than maxAckWrites are in flight. It requires s.acks.mu.
 func (s *Server) startAcksLocked() {
-	for len(s.acks.pending) > 0 && s.acks.inFlight < maxAckWrites {
+	for !s.acks.closed && len(s.acks.pending) > 0 && s.acks.inFlight < maxAckWrites {
 		n := min(len(s.acks.pending), maxAckGroup)
 		batch := slices.Clone(s.acks.pending[:n])
 		s.acks.pending = slices.Delete(s.acks.pending, 0, n)
 		s.acks.inFlight++
+		s.acks.writes.Add(1)
 		go func() {
+			defer s.acks.writes.Done()
 			err := s.applyAcks(batch)
 			for _, r := range batch {
 				r.done <- err
@@ -88,6 +97,23 @@ func (s *Server) startAcksLocked() {
 			s.acks.mu.Unlock()
 		}()
 	}
+}
+
+// errShuttingDown refuses work that Close has ended.
+var errShuttingDown = &Error{Code: wire.CodeUnavailable, Message: "the server is shutting down"}
+
+// Close ends the server's own background writes: acknowledgements still
+// waiting are refused, and Close returns when those being written are
+// committed. Call it before closing the store.
+func (s *Server) Close() {
+	s.acks.mu.Lock()
+	s.acks.closed = true
+	for _, r := range s.acks.pending {
+		r.done <- errShuttingDown
+	}
+	s.acks.pending = nil
+	s.acks.mu.Unlock()
+	s.acks.writes.Wait()
 }
 
 // applyAcks applies a group of acknowledgements in one Write.
@@ -159,7 +185,11 @@ func (s *Server) applyAcks(batch []*ackReq) error {
 				}
 			}
 		}
-		for _, g := range groups {
+		// In message order, as each acknowledgement used to register them:
+		// of one commit's summaries, the one registered first runs first,
+		// so the newest message's is the one left.
+		ordered := slices.SortedFunc(maps.Values(groups), func(a, b *groupMsg) int { return cmp.Compare(a.m.ID, b.m.ID) })
+		for _, g := range ordered {
 			n, err := tx.AddDelivered(g.m.ID, g.n)
 			if err != nil {
 				return err

@@ -80,3 +80,18 @@ func TestConcurrentAcksAreCoalesced(t *testing.T) {
 		t.Fatalf("carol has %d delivered receipts, want %d", receipts, n)
 	}
 }
+
+// After Close, acknowledgements are refused as unavailable (the store may
+// be closed next); Close itself returns once none is being written.
+func TestAcksAfterClose(t *testing.T) {
+	e := newFuzzEnv(t)
+	ctx := context.Background()
+	if err := e.hs.Ack(ctx, e.alice, []int64{1}); err != nil {
+		t.Fatalf("an acknowledgement before Close: %v", err)
+	}
+	e.hs.Close()
+	err := e.hs.Ack(ctx, e.alice, []int64{1})
+	if werr, ok := homeserver.AsError(err); !ok || werr.Code != wire.CodeUnavailable {
+		t.Fatalf("an acknowledgement after Close: %v, want %s", err, wire.CodeUnavailable)
+	}
+}

@@ -250,6 +250,7 @@ func (n *Node) Close(ctx context.Context) error {
 	}
 	n.cancel()
 	n.wg.Wait()
+	n.hs.Close()
 	return errors.Join(err, n.store.Close())
 }
 
