@@ -572,12 +572,20 @@ func (s *Server) replaceSummary(tx storage.Tx, user, conv string, seq uint64, ki
 	if err != nil {
 		return err
 	}
+	// A device that still has a summary of a later message keeps it: an
+	// acknowledgement or read marker of an older message, arriving after,
+	// must not turn it back.
+	fresh := devs[:0:0]
 	for _, d := range devs {
-		if err := tx.DeleteInboxKind(user, d, kind, conv); err != nil {
+		newer, err := tx.ReplaceSummary(user, d, kind, conv, seq)
+		if err != nil {
 			return err
 		}
+		if !newer {
+			fresh = append(fresh, d)
+		}
 	}
-	return tx.InsertInbox(s.deviceEntries(user, devs, conv, seq, kind, payload))
+	return tx.InsertInbox(s.deviceEntries(user, fresh, conv, seq, kind, payload))
 }
 
 // receiptEntries builds one entry of payload (a receipt, a group event, a

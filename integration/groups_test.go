@@ -274,3 +274,41 @@ func TestGroupSendOverSocket(t *testing.T) {
 	}
 	t.Fatal("bob did not get the shared ciphertext sent over the socket")
 }
+
+// A delivered summary is not turned back by an acknowledgement of an
+// older message arriving after one of a newer message: the sender keeps
+// the summary of the newest.
+func TestGroupSummaryKeepsTheNewestMessage(t *testing.T) {
+	s := startServer(t, "")
+	alice := s.register("alice", 5)
+	m0, m1 := s.register("m0", 5), s.register("m1", 5)
+	g := alice.createGroup("order", m0.session.UserID, m1.session.UserID)
+	shared := []wire.DeviceAddress{m0.addr(), m1.addr()}
+	for i := range 2 {
+		s.must("POST", "/v1/messages", alice.token(), groupSend(fmt.Sprint("o", i), g.ID, shared), nil)
+	}
+	messagesOf := func(d *device) []wire.Event {
+		var out []wire.Event
+		for _, ev := range d.inbox() {
+			if ev.Type == wire.EventMessage {
+				out = append(out, ev)
+			}
+		}
+		if len(out) != 2 {
+			t.Fatalf("%s has %d messages, want 2", d.session.UserID, len(out))
+		}
+		return out
+	}
+	newest := messagesOf(m0)[1]
+	m0.ack(newest)            // the newer message first
+	m1.ack(messagesOf(m1)[0]) // then another member's acknowledgement of the older one
+	var summaries []wire.Event
+	for _, ev := range alice.inbox() {
+		if ev.Type == wire.EventReceipt && ev.Status == wire.StatusDelivered {
+			summaries = append(summaries, ev)
+		}
+	}
+	if len(summaries) != 1 || summaries[0].Seq != newest.Seq || summaries[0].Count != 1 {
+		t.Fatalf("alice's delivered summaries %+v, want one for seq %d", summaries, newest.Seq)
+	}
+}

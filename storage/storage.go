@@ -153,10 +153,12 @@ type Tx interface {
 	// AddDelivered counts n more deliveries of a message and returns the
 	// new count.
 	AddDelivered(messageID int64, n int) (int, error)
-	// DeleteInboxKind deletes one device's entries of a summary kind
-	// (EntryDeliveredSummary, EntryReadSummary) in a conversation: a
-	// superseded receipt summary. Other kinds are refused.
-	DeleteInboxKind(userID string, deviceID uint32, kind, conversationID string) error
+	// ReplaceSummary deletes one device's pending entries of a summary
+	// kind (EntryDeliveredSummary, EntryReadSummary) in a conversation
+	// whose seq is at most seq, superseded by a summary for seq, and
+	// reports whether one for a later seq is pending, which the new one
+	// must not replace. Other kinds are refused.
+	ReplaceSummary(userID string, deviceID uint32, kind, conversationID string, seq uint64) (newer bool, err error)
 
 	// Groups
 	InsertGroup(g Group) error // ErrConflict if it exists

@@ -443,17 +443,20 @@ func TestListenerSkipsEntriesDeletedInTheSameCommit(t *testing.T) {
 		if err := tx.InsertInbox([]storage.InboxEntry{entry(storage.EntryReadSummary), entry("message")}); err != nil {
 			return err
 		}
-		if err := tx.DeleteInboxKind("u@x", 1, storage.EntryReadSummary, "c"); err != nil {
-			return err
+		if newer, err := tx.ReplaceSummary("u@x", 1, storage.EntryReadSummary, "c", 0); err != nil || newer {
+			return fmt.Errorf("ReplaceSummary: %v, newer %v", err, newer)
 		}
 		return tx.InsertInbox([]storage.InboxEntry{entry(storage.EntryReadSummary)})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.Write(ctx, func(tx storage.Tx) error { return tx.DeleteInboxKind("u@x", 1, storage.EntryMessage, "c") })
+	err = s.Write(ctx, func(tx storage.Tx) error {
+		_, err := tx.ReplaceSummary("u@x", 1, storage.EntryMessage, "c", 0)
+		return err
+	})
 	if err == nil {
-		t.Fatal("DeleteInboxKind of message entries: no error (only summaries are indexed by kind)")
+		t.Fatal("ReplaceSummary of message entries: no error (only summaries are indexed by kind)")
 	}
 	if len(got) != 2 || got[0].Kind != "message" || got[1].Kind != storage.EntryReadSummary || got[0].ID >= got[1].ID {
 		t.Fatalf("listener got %+v, want the message, then the second summary", got)
@@ -533,5 +536,47 @@ func TestFinallyRunsOncePerCommitAndKey(t *testing.T) {
 	}
 	if err := addAccount(ctx, s, "after-panic@x"); err != nil {
 		t.Fatalf("a Write after the panic: %v", err)
+	}
+}
+
+// A summary is replaced only by one of the same or a later seq: one for
+// an older message reports the newer one pending and deletes nothing.
+func TestReplaceSummaryKeepsTheNewest(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	summary := func(seq uint64) storage.InboxEntry {
+		return storage.InboxEntry{UserID: "u@x", DeviceID: 1, Kind: storage.EntryDeliveredSummary, Conversation: "g",
+			Seq: seq, Payload: []byte(`{}`)}
+	}
+	replace := func(seq uint64) (newer bool) {
+		t.Helper()
+		err := s.Write(ctx, func(tx storage.Tx) (err error) {
+			newer, err = tx.ReplaceSummary("u@x", 1, storage.EntryDeliveredSummary, "g", seq)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newer
+	}
+	pending := func() (seqs []uint64) {
+		s.Read(ctx, func(tx storage.Tx) error {
+			es, err := tx.Inbox("u@x", 1, 0, 10)
+			for _, e := range es {
+				seqs = append(seqs, e.Seq)
+			}
+			return err
+		})
+		return seqs
+	}
+	if err := s.Write(ctx, func(tx storage.Tx) error { return tx.InsertInbox([]storage.InboxEntry{summary(5)}) }); err != nil {
+		t.Fatal(err)
+	}
+	if !replace(3) || fmt.Sprint(pending()) != "[5]" {
+		t.Fatalf("an older summary replaced seq 5: pending %v", pending())
+	}
+	if replace(7) || len(pending()) != 0 {
+		t.Fatalf("a newer summary did not replace seq 5: pending %v", pending())
 	}
 }

@@ -181,22 +181,31 @@ func (t *Tx) SentAnswer(userID string, deviceID uint32, clientID string) (storag
 	return e, t.mapErr(err)
 }
 
-func (t *Tx) DeleteInboxKind(userID string, deviceID uint32, kind, conversationID string) error {
+func (t *Tx) ReplaceSummary(userID string, deviceID uint32, kind, conversationID string, seq uint64) (bool, error) {
 	if kind != storage.EntryDeliveredSummary && kind != storage.EntryReadSummary {
-		return fmt.Errorf("sqlstore: DeleteInboxKind of %q: only summaries are indexed by kind", kind)
+		return false, fmt.Errorf("sqlstore: ReplaceSummary of %q: only summaries are indexed by kind", kind)
 	}
-	// The IN list repeats the partial index's condition, so the planner
+	// The IN lists repeat the partial index's condition, so the planner
 	// may use it.
 	rows, err := t.query(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND kind = ? AND conversation = ?
-		AND kind IN ('delivered_summary', 'read_summary') RETURNING id`, userID, deviceID, kind, conversationID)
+		AND kind IN ('delivered_summary', 'read_summary') AND seq <= ? RETURNING id`, userID, deviceID, kind, conversationID, seq)
 	if err != nil {
-		return err
+		return false, err
 	}
 	ids, err := collect(rows, func(r interface{ Scan(...any) error }) (id int64, err error) {
 		return id, r.Scan(&id)
 	})
+	if err != nil {
+		return false, err
+	}
 	t.removed = append(t.removed, ids...)
-	return err
+	if len(ids) > 0 {
+		return false, nil // one pending at most: nothing newer is left
+	}
+	var n int
+	err = t.queryRow(`SELECT COUNT(*) FROM inbox WHERE user_id = ? AND device_id = ? AND kind = ? AND conversation = ?
+		AND kind IN ('delivered_summary', 'read_summary') AND seq > ?`, userID, deviceID, kind, conversationID, seq).Scan(&n)
+	return n > 0, t.mapErr(err)
 }
 
 // inListSizes are the lengths DeleteInbox pads its IN list to (repeating

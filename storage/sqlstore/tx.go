@@ -46,7 +46,7 @@ type Tx struct {
 	tx      Conn
 	dialect Dialect
 	added   []storage.InboxEntry // inserted by InsertInbox, IDs set
-	removed []int64              // deleted by DeleteInboxKind
+	removed []int64              // deleted by ReplaceSummary
 	devices *DeviceCache         // nil: no cache (reads, multi-writer engines)
 	finally []finisher           // registered by Finally, for the engine's Finishers
 }
@@ -112,7 +112,7 @@ func (t *Tx) UseDeviceCache(c *DeviceCache) { t.devices = c }
 func (t *Tx) Added() []storage.InboxEntry { return t.added }
 
 // Removed returns the ids of superseded entries this transaction deleted
-// (DeleteInboxKind): an entry added and removed by one commit is not
+// (ReplaceSummary): an entry added and removed by one commit is not
 // handed to listeners.
 func (t *Tx) Removed() []int64 { return t.removed }
 
