@@ -192,23 +192,8 @@ func (in *inbound) store(it wire.FedItem, sender string) error {
 	s, tx := in.s, in.tx
 	p := s.prepare(outgoing{conv: it.Conversation, sender: sender, senderDevice: it.SenderDevice, clientID: it.ClientID,
 		envelopes: it.Envelopes, shared: it.Shared, sentAt: *it.SentAt})
-	// Recorded as the hub recorded it (see sequence): a group message
-	// whole, a direct one by its client id.
-	var msgID int64
-	var err error
-	var sharedPayload []byte
-	if IsGroupID(it.Conversation) {
-		m := storage.Message{Conversation: it.Conversation, Seq: it.Seq, Sender: sender,
-			SenderDevice: it.SenderDevice, ClientID: it.ClientID, SentAt: p.sentAt, ExpiresAt: p.expires}
-		if it.Shared != nil {
-			sharedPayload = withSeq(p.sharedEv, it.Seq)
-			m.Body, m.BodyType, m.Event = it.Shared.Body, it.Shared.Type, sharedPayload
-		}
-		msgID, err = tx.InsertMessage(m)
-	} else {
-		err = tx.InsertSend(storage.Send{UserID: sender, DeviceID: it.SenderDevice, ClientID: it.ClientID,
-			Conversation: it.Conversation, Seq: it.Seq, SentAt: p.sentAt, ExpiresAt: p.expires})
-	}
+	// Recorded as the hub recorded it.
+	msgID, sharedPayload, err := record(tx, p, it.Seq)
 	if conflict(err) {
 		return nil
 	} else if err != nil {

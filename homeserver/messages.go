@@ -222,24 +222,7 @@ func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []string, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	// A group message is recorded (its shared ciphertext, delivered count
-	// and sender, for receipts); a direct one only by its client id, since
-	// its inbox entries name the sender: by the answer's entry when the
-	// sender is ours, in sends otherwise.
-	var msgID int64
-	var sharedPayload []byte
-	if IsGroupID(p.conv) {
-		m := storage.Message{Conversation: p.conv, Seq: seq, Sender: p.sender, SenderDevice: p.senderDevice,
-			ClientID: p.clientID, SentAt: p.sentAt, ExpiresAt: p.expires}
-		if p.shared != nil {
-			sharedPayload = withSeq(p.sharedEv, seq)
-			m.Body, m.BodyType, m.Event = p.shared.Body, p.shared.Type, sharedPayload
-		}
-		msgID, err = tx.InsertMessage(m)
-	} else if !p.answer {
-		err = tx.InsertSend(storage.Send{UserID: p.sender, DeviceID: p.senderDevice, ClientID: p.clientID,
-			Conversation: p.conv, Seq: seq, SentAt: p.sentAt, ExpiresAt: p.expires})
-	} else if p.sentAt.Before(s.legacySends) {
+	if p.answer && !IsGroupID(p.conv) && p.sentAt.Before(s.legacySends) {
 		// A retry of a send made before the upgrade to answer entries.
 		if _, err := tx.SendByClientID(p.sender, p.senderDevice, p.clientID); err == nil {
 			return 0, nil, fmt.Errorf("homeserver: %w: client id recorded before the upgrade", storage.ErrConflict)
@@ -247,6 +230,7 @@ func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []string, error) {
 			return 0, nil, err
 		}
 	}
+	msgID, sharedPayload, err := record(tx, p, seq)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -308,6 +292,32 @@ func (s *Server) sequence(tx storage.Tx, p prepared) (uint64, []string, error) {
 		}
 	}
 	return seq, dests, nil
+}
+
+// record keeps what must outlive a sequenced message's inbox entries. A
+// group message is recorded whole (its shared ciphertext and event, its
+// delivered count and sender, for receipts); a direct one only by its
+// client id, since its inbox entries name the sender: by the answer's
+// entry when the sender is ours (nothing here), in sends otherwise. It
+// returns the message record's id (0 for none) and the shared event with
+// its seq. ErrConflict: the client id (or group seq) is recorded already.
+func record(tx storage.Tx, p prepared, seq uint64) (int64, []byte, error) {
+	switch {
+	case IsGroupID(p.conv):
+		m := storage.Message{Conversation: p.conv, Seq: seq, Sender: p.sender, SenderDevice: p.senderDevice,
+			ClientID: p.clientID, SentAt: p.sentAt, ExpiresAt: p.expires}
+		var shared []byte
+		if p.shared != nil {
+			shared = withSeq(p.sharedEv, seq)
+			m.Body, m.BodyType, m.Event = p.shared.Body, p.shared.Type, shared
+		}
+		id, err := tx.InsertMessage(m)
+		return id, shared, err
+	case !p.answer:
+		return 0, nil, tx.InsertSend(storage.Send{UserID: p.sender, DeviceID: p.senderDevice, ClientID: p.clientID,
+			Conversation: p.conv, Seq: seq, SentAt: p.sentAt, ExpiresAt: p.expires})
+	}
+	return 0, nil, nil
 }
 
 func deviceCount(sh *wire.Shared) int {
