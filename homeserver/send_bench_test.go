@@ -6,9 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/parleychat/parley/e2ee"
 	"github.com/parleychat/parley/homeserver"
@@ -238,4 +241,78 @@ func BenchmarkClaim(b *testing.B) {
 			b.Fatal(bs, err)
 		}
 	}
+}
+
+// idRouter is a Notifier that hands each device's new inbox ids to it.
+type idRouter struct {
+	mu  sync.Mutex
+	chs map[homeserver.Caller]chan int64
+}
+
+func (r *idRouter) ch(c homeserver.Caller) chan int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch := r.chs[c]
+	if ch == nil {
+		ch = make(chan int64, 1024)
+		r.chs[c] = ch
+	}
+	return ch
+}
+
+func (r *idRouter) InboxAdded(user string, dev uint32, ev homeserver.InboxEvent) {
+	r.ch(homeserver.Caller{UserID: user, DeviceID: dev}) <- ev.ID
+}
+func (r *idRouter) PreKeysLow(string, uint32, int) {}
+func (r *idRouter) DeviceRemoved(string, uint32)   {}
+
+// BenchmarkDirectCycle runs the whole storage life of a direct message
+// between online devices, as sockets drive it, for 256 pairs at once: the
+// send, the recipient's acknowledgement (which queues the delivered
+// receipt), the sender's acknowledgements of its answer and of the
+// receipt. It reports the server's CPU per message (the process's, so
+// the SQLite work in cgo is counted): the storage share of the direct
+// scenario, without sockets.
+func BenchmarkDirectCycle(b *testing.B) {
+	const pairs = 256
+	hs, cs := benchServer(b, 2*pairs)
+	r := &idRouter{chs: map[homeserver.Caller]chan int64{}}
+	hs.SetNotifier(r)
+	ctx := context.Background()
+	body := make([]byte, 200)
+	var next, id atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(pairs / runtime.GOMAXPROCS(0))
+	cpu0 := processCPU()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		pair := int(next.Add(1)-1) % pairs
+		from, to := cs[2*pair], cs[2*pair+1]
+		fromIDs, toIDs := r.ch(from), r.ch(to)
+		for pb.Next() {
+			_, err := hs.Send(ctx, from, wire.SendRequest{ClientID: fmt.Sprint(id.Add(1)), To: to.UserID,
+				Envelopes: []wire.Envelope{{User: to.UserID, Device: to.DeviceID, Type: wire.CiphertextWhisper, Body: body}}})
+			if err == nil {
+				err = hs.Ack(ctx, to, []int64{<-toIDs})
+			}
+			for range 2 { // the answer, then the receipt
+				if err == nil {
+					err = hs.Ack(ctx, from, []int64{<-fromIDs})
+				}
+			}
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

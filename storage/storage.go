@@ -130,8 +130,8 @@ type Tx interface {
 	// also recognises a retry. ErrNotFound if there is none.
 	SentAnswer(userID string, deviceID uint32, clientID string) (InboxEntry, error)
 	// DeleteInbox deletes the listed entries of one device and returns the
-	// deleted ones (unknown ids are skipped), without their payloads: what
-	// an acknowledgement needs to send receipts.
+	// deleted ones of kind EntryMessage (unknown ids are skipped), without
+	// their payloads: what an acknowledgement needs to send receipts.
 	DeleteInbox(userID string, deviceID uint32, ids []int64) ([]InboxEntry, error)
 	// ExpireInbox deletes up to limit entries whose ExpiresAt is before t
 	// and returns how many it deleted and the deleted message entries

@@ -57,6 +57,7 @@ type Store struct {
 	restartWal          atomic.Bool // the checkpointer found the WAL long; see walRestartPages
 	listener            atomic.Pointer[func([]storage.InboxEntry)]
 	devices             *sqlstore.DeviceCache // owned by the writer goroutine
+	entries             *sqlstore.EntryCache  // likewise
 	finished            writeReq              // what the last commit's Finally functions did (writer-owned)
 }
 
@@ -134,7 +135,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	s := &Store{read: read, write: write, ckpt: ckpt, writes: make(chan *writeReq, 4*opts.MaxBatch),
 		low:  make(chan *writeReq, 4*opts.MaxBatch),
 		done: make(chan struct{}), stopCkpt: make(chan struct{}), ckptDone: make(chan struct{}), opts: opts,
-		devices: sqlstore.NewDeviceCache(1 << 16)}
+		devices: sqlstore.NewDeviceCache(1 << 16), entries: sqlstore.NewEntryCache(entryCacheSize)}
 	err = s.migrate(ctx)
 	if err == nil {
 		// The writer keeps the one write connection for its lifetime.
@@ -150,6 +151,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	go s.checkpointer()
 	return s, nil
 }
+
+// entryCacheSize is how many recently committed inbox entries the writer
+// remembers for acknowledgements (sqlstore.EntryCache): a few seconds of
+// traffic at full speed, a group message to 1,024 members sixty times
+// over, ~8 MiB at most.
+const entryCacheSize = 1 << 16
 
 // The writer's connections do not checkpoint the WAL themselves (SQLite's
 // default is to do it inside the commit that crosses 1,000 pages, which

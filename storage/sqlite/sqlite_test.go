@@ -580,3 +580,135 @@ func TestReplaceSummaryKeepsTheNewest(t *testing.T) {
 		t.Fatalf("a newer summary did not replace seq 5: pending %v", pending())
 	}
 }
+
+// DeleteInbox reports the same deleted messages whether the writer still
+// remembers the entries (and deletes them without reading them back) or
+// not (after a rolled-back deletion, or a restart): each deleted message
+// once, with what a receipt needs, and nothing of another device.
+func TestDeleteInboxRemembersCommittedEntries(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	msg := func(dev uint32, seq uint64) storage.InboxEntry {
+		return storage.InboxEntry{UserID: "a@x", DeviceID: dev, Kind: storage.EntryMessage, Conversation: "d-1",
+			Seq: seq, Sender: "b@x", Payload: []byte(`{}`)}
+	}
+	var ids []int64
+	err := s.Write(ctx, func(tx storage.Tx) error {
+		es := []storage.InboxEntry{msg(1, 1),
+			{UserID: "a@x", DeviceID: 1, Kind: storage.EntrySent, Conversation: "d-1", Seq: 2, ClientID: "c1", Payload: []byte(`{}`)},
+			{UserID: "a@x", DeviceID: 1, Kind: storage.EntryReceipt, Conversation: "d-1", Seq: 2, Payload: []byte(`{}`)},
+			msg(1, 3), msg(2, 1), msg(2, 3)}
+		expiring := msg(1, 4)
+		expiring.ExpiresAt = time.Now().Add(-time.Minute)
+		es = append(es, expiring)
+		if err := tx.InsertInbox(es); err != nil {
+			return err
+		}
+		ids = nil
+		for _, d := range []uint32{1, 2} {
+			got, err := tx.Inbox("a@x", d, 0, 10)
+			if err != nil {
+				return err
+			}
+			for _, e := range got {
+				ids = append(ids, e.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil || len(ids) != 7 {
+		t.Fatalf("%d entries, %v", len(ids), err)
+	}
+	m1, sent, receipt, m3, expired, other1 := ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]
+	del := func(dev uint32, ids ...int64) []storage.InboxEntry {
+		t.Helper()
+		var deleted []storage.InboxEntry
+		err := s.Write(ctx, func(tx storage.Tx) (err error) {
+			deleted, err = tx.DeleteInbox("a@x", dev, ids)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return deleted
+	}
+	wantMessage := func(got []storage.InboxEntry, id int64, seq uint64, dev uint32) {
+		t.Helper()
+		if len(got) != 1 {
+			t.Fatalf("deleted %+v, want message %d alone", got, id)
+		}
+		e := got[0]
+		if e.ID != id || e.Kind != storage.EntryMessage || e.Seq != seq || e.Conversation != "d-1" || e.Sender != "b@x" ||
+			e.UserID != "a@x" || e.DeviceID != dev {
+			t.Fatalf("deleted %+v, want message %d (seq %d) of device %d from b@x", e, id, seq, dev)
+		}
+	}
+	left := func(dev uint32) int {
+		t.Helper()
+		var n int
+		err := s.Read(ctx, func(tx storage.Tx) error {
+			es, err := tx.Inbox("a@x", dev, 0, 10)
+			n = len(es)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// A remembered message whose row is gone (expired) is not reported.
+	err = s.Write(ctx, func(tx storage.Tx) error {
+		n, _, err := tx.ExpireInbox(time.Now(), 10)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("expired %d entries, want 1", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := del(1, expired); len(got) != 0 {
+		t.Fatalf("acknowledging an expired message reported %+v", got)
+	}
+
+	// Remembered: the message is reported, the answer deleted silently,
+	// another device's entry and an unknown id skipped.
+	wantMessage(del(1, m1, sent, other1, 1<<40), m1, 1, 1)
+	if got := del(1, m1, sent); len(got) != 0 {
+		t.Fatalf("a repeated acknowledgement deleted %+v", got)
+	}
+	if n := left(1); n != 2 {
+		t.Fatalf("device 1 has %d entries left, want the receipt and the second message", n)
+	}
+	if n := left(2); n != 2 {
+		t.Fatalf("device 2 has %d entries left, want both", n)
+	}
+
+	// A deletion rolled back is forgotten by the cache, not undone in it:
+	// the entry is still there, and deleting it again reports it.
+	failed := errors.New("refused")
+	err = s.Write(ctx, func(tx storage.Tx) error {
+		if _, err := tx.DeleteInbox("a@x", 1, []int64{m3}); err != nil {
+			return err
+		}
+		return failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatalf("write: %v", err)
+	}
+	wantMessage(del(1, m3, m3), m3, 3, 1)
+
+	// After a restart nothing is remembered.
+	s.Close()
+	s = open(t, dir)
+	defer s.Close()
+	if got := del(1, receipt); len(got) != 0 {
+		t.Fatalf("deleting a receipt reported %+v", got)
+	}
+	wantMessage(del(2, other1, m1), other1, 1, 2)
+	if n := left(1) + left(2); n != 1 {
+		t.Fatalf("%d entries left, want device 2's second message", n)
+	}
+}

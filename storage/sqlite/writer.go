@@ -201,10 +201,10 @@ func (s *Store) commit(q *queues, first *writeReq) {
 	}
 	s.commits.Add(1)
 	s.writeCount.Add(int64(len(batch)))
-	if fn := s.listener.Load(); fn != nil {
-		if added := committedEntries(batch, results, &s.finished); len(added) > 0 {
-			(*fn)(added)
-		}
+	added := committedEntries(batch, results, &s.finished)
+	s.entries.Add(added)
+	if fn := s.listener.Load(); fn != nil && len(added) > 0 {
+		(*fn)(added)
 	}
 	for i, r := range batch {
 		r.done <- results[i]
@@ -285,6 +285,7 @@ func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeRe
 		r.added, r.removed = nil, nil
 		stx := sqlstore.NewTx(ctx, tx, dialect{})
 		stx.UseDeviceCache(s.devices)
+		stx.UseEntryCache(s.entries)
 		err := r.ctx.Err()
 		switch {
 		case err != nil: // given up while queued: not run
@@ -322,6 +323,7 @@ func (s *Store) run(batch []*writeReq, next func(n int) *writeReq) (_ []*writeRe
 	}
 	ftx := sqlstore.NewTx(ctx, tx, dialect{})
 	ftx.UseDeviceCache(s.devices)
+	ftx.UseEntryCache(s.entries)
 	if err := runFinally(&fin, ftx); err != nil {
 		rollback()
 		return fail(err)

@@ -216,6 +216,67 @@ var inListSizes = []int{1, 4, 16, 64, 256, 1024}
 
 func (t *Tx) DeleteInbox(userID string, deviceID uint32, ids []int64) ([]storage.InboxEntry, error) {
 	var out []storage.InboxEntry
+	if t.entries != nil {
+		var plain, unknown []int64
+		for _, id := range ids {
+			e, ok := t.entries.take(userID, deviceID, id)
+			switch {
+			case !ok:
+				unknown = append(unknown, id)
+			case e.kind != storage.EntryMessage:
+				plain = append(plain, id) // gone or not, nothing follows from it
+			default:
+				// A message's deletion is told to its sender: only if this
+				// deleted its row.
+				n, err := t.execCount(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND id = ?`, userID, deviceID, id)
+				if err != nil {
+					return nil, err
+				}
+				if n == 1 {
+					out = append(out, storage.InboxEntry{ID: id, UserID: userID, DeviceID: deviceID, Kind: e.kind,
+						Conversation: e.conversation, Seq: e.seq, MessageID: e.messageID, Sender: e.sender})
+				}
+			}
+		}
+		err := inLists(userID, deviceID, plain, func(size int, args []any) error {
+			_, err := t.exec(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND id IN (`+placeholders(size)+`)`, args...)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		ids = unknown
+	}
+	err := inLists(userID, deviceID, ids, func(size int, args []any) error {
+		rows, err := t.query(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND id IN (`+placeholders(size)+`)
+		RETURNING id, kind, conversation, seq, message_id, sender`, args...)
+		if err != nil {
+			return err
+		}
+		deleted, err := collect(rows, func(r interface{ Scan(...any) error }) (storage.InboxEntry, error) {
+			e := storage.InboxEntry{UserID: userID, DeviceID: deviceID}
+			var msgID sql.NullInt64
+			err := r.Scan(&e.ID, &e.Kind, &e.Conversation, &e.Seq, &msgID, &e.Sender)
+			e.MessageID = msgID.Int64
+			return e, err
+		})
+		for _, e := range deleted {
+			if e.Kind == storage.EntryMessage {
+				out = append(out, e)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// inLists calls fn with the arguments of statements about one device's
+// ids: the user, the device and an IN list of the ids, at most 1,024 to a
+// statement, padded to one of inListSizes by repeating the last id.
+func inLists(userID string, deviceID uint32, ids []int64, fn func(size int, args []any) error) error {
 	for len(ids) > 0 {
 		n := min(len(ids), inListSizes[len(inListSizes)-1])
 		size := inListSizes[len(inListSizes)-1]
@@ -230,25 +291,12 @@ func (t *Tx) DeleteInbox(userID string, deviceID uint32, ids []int64) ([]storage
 		for i := range size {
 			args = append(args, ids[min(i, n-1)])
 		}
-		rows, err := t.query(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND id IN (`+placeholders(size)+`)
-		RETURNING id, kind, conversation, seq, message_id, sender`, args...)
-		if err != nil {
-			return nil, err
+		if err := fn(size, args); err != nil {
+			return err
 		}
-		deleted, err := collect(rows, func(r interface{ Scan(...any) error }) (storage.InboxEntry, error) {
-			e := storage.InboxEntry{UserID: userID, DeviceID: deviceID}
-			var msgID sql.NullInt64
-			err := r.Scan(&e.ID, &e.Kind, &e.Conversation, &e.Seq, &msgID, &e.Sender)
-			e.MessageID = msgID.Int64
-			return e, err
-		})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, deleted...)
 		ids = ids[n:]
 	}
-	return out, nil
+	return nil
 }
 
 func (t *Tx) ExpireInbox(before time.Time, limit int) (int, []storage.InboxEntry, error) {

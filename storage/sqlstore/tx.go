@@ -48,6 +48,7 @@ type Tx struct {
 	added   []storage.InboxEntry // inserted by InsertInbox, IDs set
 	removed []int64              // deleted by ReplaceSummary
 	devices *DeviceCache         // nil: no cache (reads, multi-writer engines)
+	entries *EntryCache          // likewise
 	finally []finisher           // registered by Finally, for the engine's Finishers
 }
 
@@ -106,6 +107,11 @@ var _ storage.Tx = (*Tx)(nil)
 // changes keep c exact. Only for write transactions of a single-writer
 // engine, which calls c.EndTx when the transaction ends.
 func (t *Tx) UseDeviceCache(c *DeviceCache) { t.devices = c }
+
+// UseEntryCache makes DeleteInbox delete the entries c remembers without
+// reading them back. Only for write transactions of a single-writer
+// engine, which adds each commit's new entries to c.
+func (t *Tx) UseEntryCache(c *EntryCache) { t.entries = c }
 
 // Added returns the inbox entries this transaction inserted, in id order:
 // what the engine hands its OnInboxAdded listener after the commit.
