@@ -35,7 +35,7 @@ func runDirectScenario(ctx context.Context, e *env) (*result, error) {
 type pairState struct {
 	i      int
 	s, r   *device
-	window chan struct{} // closed loop: tokens for messages in flight
+	window chan struct{} // closed loop: tokens for messages whose receipt is not back
 	sig    *signalPair   // --crypto=signal
 	hist   *hist         // send->deliver, written by the receiver's pump only
 	got    int           // this run's messages delivered, ditto
@@ -253,7 +253,9 @@ func serverNames(servers []*server) string {
 }
 
 // sendLoop sends p's messages until stopCtx ends (the end of the measured
-// window). Closed loop: whenever fewer than --window are in flight. Open
+// window). Closed loop: whenever fewer than --window are in flight (a
+// message is until its delivered receipt is back, so that receipts cannot
+// fall behind the messages). Open
 // loop: on a fixed schedule, each pair its share of --rate, staggered; a
 // message's latency counts from its scheduled time, so a server that
 // falls behind (and a bench that cannot keep up) shows in the latency
@@ -350,12 +352,6 @@ func (d *directRun) onReceiverEvent(ctx context.Context, p *pairState, ev *wire.
 		if sent >= d.tWarm && sent < d.tEnd {
 			p.hist.record(now - sent)
 		}
-		if p.window != nil {
-			select {
-			case p.window <- struct{}{}:
-			default:
-			}
-		}
 	case wire.EventError:
 		d.fail(ev.Code + ": " + ev.Message)
 	}
@@ -370,6 +366,12 @@ func (d *directRun) onSenderEvent(p *pairState, ev *wire.Event, prefix string) {
 	case wire.EventReceipt:
 		if ev.Status != wire.StatusDelivered || p.firstSeq == 0 || ev.Seq < p.firstSeq {
 			return
+		}
+		if p.window != nil {
+			select {
+			case p.window <- struct{}{}:
+			default:
+			}
 		}
 		now := d.e.since()
 		d.receipts.Add(1)

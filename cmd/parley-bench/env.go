@@ -492,21 +492,25 @@ func awaitEmptyInbox(ctx context.Context, d *device, max time.Duration) error {
 }
 
 // pump reads conn's events until it is closed, calls fn for each, and
-// acknowledges every inbox event as a client would: in one frame for all
-// that arrived together (when no further event is waiting), or every 256.
+// acknowledges every inbox event as the client package's Acker does: a
+// message as soon as no further event is waiting, the rest (answers,
+// receipts) held up to client.LazyAckDelay to share a frame.
 func pump(conn *client.Conn, fn func(ev *wire.Event)) {
 	ctx := context.Background()
-	ids := make([]int64, 0, 256)
-	for ev := range conn.Events() {
-		if fn != nil {
-			fn(&ev)
-		}
-		if ev.ID > 0 {
-			ids = append(ids, ev.ID)
-		}
-		if len(ids) > 0 && (len(ids) >= 256 || len(conn.Events()) == 0) {
-			conn.Ack(ctx, ids) // fails only once the socket is closing
-			ids = ids[:0]
+	acks := client.NewAcker(conn)
+	events := conn.Events()
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if fn != nil {
+				fn(&ev)
+			}
+			acks.Add(ctx, &ev) // fails only once the socket is closing
+		case <-acks.Due():
+			acks.Tick(ctx)
 		}
 	}
 }

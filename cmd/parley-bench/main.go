@@ -114,7 +114,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.rate, "rate", 0, "direct, federation: total messages/s, open loop; 0: closed loop at max")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "direct, federation: measured sending time (after --warmup)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "direct, federation: sending time before measuring")
-	fs.IntVar(&o.window, "window", 2, "closed loop: messages in flight (sent, not yet delivered) per pair")
+	fs.IntVar(&o.window, "window", 2, "closed loop: messages in flight (sent, delivered receipt not yet back) per pair")
 	fs.IntVar(&o.sockets, "sockets", 1000, "connections: idle sockets to open (at most 19000)")
 	fs.IntVar(&o.members, "members", 1024, "group: members, the sender included")
 	fs.IntVar(&o.messages, "messages", 0, "group: messages (default 100); offline: messages queued (default 10000)")
