@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -300,13 +301,56 @@ func (s *session) serve() {
 				continue
 			}
 		}
-		_, data, err := c.ReadMessage()
+		buf, err := readFrame(c)
 		if err != nil {
 			s.finish()
 			return
 		}
 		s.alive()
-		s.handle(data)
+		s.handle(*buf)
+		putFrameBuf(buf)
+	}
+}
+
+// frameBufs recycles the buffers frames are read into (gorilla's
+// ReadMessage allocates a growing one per frame): handle keeps nothing of
+// a frame's bytes.
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledFrame: a buffer grown by a larger frame goes to the collector.
+const maxPooledFrame = 64 << 10
+
+// readFrame reads the next data frame into a pooled buffer; putFrameBuf
+// gives it back.
+func readFrame(c *websocket.Conn) (*[]byte, error) {
+	_, r, err := c.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	buf := frameBufs.Get().(*[]byte)
+	b := (*buf)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			*buf = b
+			return buf, nil
+		}
+		if err != nil {
+			*buf = b[:0]
+			putFrameBuf(buf)
+			return nil, err
+		}
+	}
+}
+
+func putFrameBuf(buf *[]byte) {
+	if cap(*buf) <= maxPooledFrame {
+		*buf = (*buf)[:0]
+		frameBufs.Put(buf)
 	}
 }
 
@@ -344,7 +388,7 @@ func (s *session) takePong() bool {
 // device's sends are sequenced in the order it sent them.
 func (s *session) handle(data []byte) {
 	var f wire.ClientFrame
-	if err := json.Unmarshal(data, &f); err != nil {
+	if err := wire.DecodeClientFrame(data, &f); err != nil {
 		s.queue(errorEvent("", decodeError(err)))
 		return
 	}

@@ -1,0 +1,102 @@
+package wire
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+var frameSamples = []string{
+	`{"type":"send","client_id":"b1-42","to":"bob@example.org","envelopes":[{"user":"bob@example.org","device":1,"type":"whisper","body":"aGVsbG8gd29ybGQ="}]}`,
+	`{"type":"ack","ids":[1,2,9223372036854775807,-9223372036854775808,-0]}`,
+	`{"type":"read","conversation":"d-abc","seq":18446744073709551615}`,
+	` { "type" : "ack" , "ids" : [ ] } `,
+	`{"type":"send","envelopes":[]}`,
+	`{"envelopes":[{"body":""},{"user":"a","device":4294967295}]}`,
+	`{}`,
+	// Left to encoding/json: each must decode (or fail) exactly as it does.
+	`{"type":"send","shared":{"type":"sender_key","body":"AAEC","devices":[{"user":"a","device":2}]}}`,
+	`{"Type":"ack","IDS":[1]}`,
+	`{"type":"ack","type":"send"}`,
+	`{"type":"a\u0063k"}`,
+	`{"type":"ack","ids":[1.0]}`,
+	`{"type":"ack","ids":[1e3]}`,
+	`{"type":"ack","ids":[01]}`,
+	`{"type":"ack","ids":[- 1]}`,
+	`{"type":"ack","ids":[9223372036854775808]}`,
+	`{"type":"read","seq":-1}`,
+	`{"type":"read","seq":18446744073709551616}`,
+	`{"envelopes":[{"device":4294967296}]}`,
+	`{"envelopes":[{"body":"not base64!"}]}`,
+	`{"envelopes":[{"body":"aGk"}]}`,
+	`{"type":null,"ids":null,"envelopes":null}`,
+	`{"type":"ack","extra":{"nested":[1,2,{"x":null}]}}`,
+	`{"type":"ack"} trailing`,
+	`{"type":"ack"`,
+	`{"type":"caf` + "\xc3\xa9" + `"}`,
+	`{"type":"bad` + "\xff" + `"}`,
+	`{"type":"tab	inside"}`,
+	`[1,2]`,
+	`"ack"`,
+	``,
+}
+
+// DecodeClientFrame gives what json.Unmarshal gives: the same frame, or
+// an error where it errs.
+func TestDecodeClientFrameMatchesEncodingJSON(t *testing.T) {
+	fast := 0
+	for _, s := range frameSamples {
+		checkFrameDecode(t, []byte(s))
+		var f ClientFrame
+		if d := (frameDecoder{data: []byte(s)}); d.frame(&f) {
+			fast++
+		}
+	}
+	if fast != 7 {
+		t.Errorf("%d samples took the plain path, want the first 7", fast)
+	}
+}
+
+func checkFrameDecode(t *testing.T, data []byte) {
+	t.Helper()
+	var got, want ClientFrame
+	err := DecodeClientFrame(data, &got)
+	wantErr := json.Unmarshal(data, &want)
+	if (err == nil) != (wantErr == nil) {
+		t.Fatalf("%q: error %v, encoding/json's %v", data, err, wantErr)
+	}
+	if err == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q:\n got %#v\nwant %#v", data, got, want)
+	}
+}
+
+func FuzzDecodeClientFrame(f *testing.F) {
+	for _, s := range frameSamples {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkFrameDecode)
+}
+
+func BenchmarkDecodeClientFrame(b *testing.B) {
+	for _, c := range []struct{ name, frame string }{{"send", frameSamples[0]}, {"ack", `{"type":"ack","ids":[1234567,1234568]}`}} {
+		data := []byte(c.frame)
+		b.Run(c.name+"/plain", func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				var f ClientFrame
+				if err := DecodeClientFrame(data, &f); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/encoding-json", func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				var f ClientFrame
+				if err := json.Unmarshal(data, &f); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
