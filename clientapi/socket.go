@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -104,6 +106,12 @@ type session struct {
 	readUntil int64
 	pollID    uint64 // the poller's name for it, once parked (reader only)
 	parked    bool   // no reader goroutine: the poller waits for data (under mu)
+
+	// A busy socket's reader waiting in the runtime's poller (under mu):
+	// since when, and whether the sweep has ended the wait.
+	waiting      bool
+	waitingSince int64
+	kicked       bool
 
 	mu      sync.Mutex
 	stale   bool // storage may hold events after the cursor that pending lacks
@@ -272,27 +280,26 @@ func (s *session) alive() {
 
 // serve reads and handles frames while they come. When the socket is idle
 // it hands it to the poller and returns, so an idle socket has no
-// goroutine; the poller starts serve again when data arrives. Without a
-// poller (TLS, other systems) it waits a few calls deep, where the
-// goroutine's stack can shrink to the minimum. Answers to the server's
-// pings are taken here too: gorilla handles control frames inside
-// ReadMessage and would wait there, deep, for the next data frame.
+// goroutine; the poller starts serve again when data arrives. A socket
+// that has just had a frame is likely to have another soon: its reader
+// waits for it in the runtime's poller instead (no registration with our
+// poller, no probe, no new goroutine per frame) until the hub's sweep
+// finds it idle for busyIdle and sends it to the poller. Without a poller
+// (TLS, other systems) it waits a few calls deep, where the goroutine's
+// stack can shrink to the minimum. Answers to the server's pings are
+// taken here too: gorilla handles control frames inside ReadMessage and
+// would wait there, deep, for the next data frame.
 func (s *session) serve() {
 	c := s.conn
+	busy := false // a frame was handled by this goroutine
 	for {
 		if s.raw != nil {
 			if s.br.Buffered() == 0 {
-				if !readable(s.raw) {
-					if s.api.poller.park(s) {
+				if busy && s.api.poller != nil {
+					if !s.awaitFrame() {
 						return
 					}
-					if err := waitReadable(s.raw); err != nil {
-						s.finish()
-						return
-					}
-				}
-				if _, err := s.br.Peek(1); err != nil {
-					s.finish()
+				} else if !s.awaitIdle() {
 					return
 				}
 			}
@@ -309,6 +316,69 @@ func (s *session) serve() {
 		s.alive()
 		s.handle(*buf)
 		putFrameBuf(buf)
+		busy = true
+	}
+}
+
+// busyIdle is how long a busy socket's reader waits for the next frame
+// before it is handed to the poller (the sweep runs as often).
+const busyIdle = time.Second
+
+// awaitIdle waits for the first byte of a frame on a socket that has been
+// idle: it parks the socket (returning false: the caller must return)
+// unless data is already there. False also when the socket failed.
+func (s *session) awaitIdle() bool {
+	if !readable(s.raw) {
+		if s.api.poller.park(s) {
+			return false
+		}
+		if err := waitReadable(s.raw); err != nil {
+			s.finish()
+			return false
+		}
+	}
+	if _, err := s.br.Peek(1); err != nil {
+		s.finish()
+		return false
+	}
+	return true
+}
+
+// awaitFrame waits in the runtime's poller for the first byte of the next
+// frame of a busy socket. The sweep ends the wait of one idle for
+// busyIdle by moving the read deadline to now; the socket then goes to
+// the poller (false: the caller must return). False also when it failed.
+func (s *session) awaitFrame() bool {
+	s.mu.Lock()
+	s.waiting, s.waitingSince = true, time.Now().UnixNano()
+	s.mu.Unlock()
+	_, err := s.br.Peek(1)
+	s.mu.Lock()
+	kicked := s.kicked
+	s.waiting, s.kicked = false, false
+	s.mu.Unlock()
+	if kicked {
+		s.conn.SetReadDeadline(time.Unix(0, s.readUntil)) // the liveness deadline back
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return s.awaitIdle()
+		}
+	}
+	if err != nil {
+		s.finish()
+		return false
+	}
+	return true
+}
+
+// kickIfIdle ends the wait of a busy socket's reader that has waited
+// busyIdle (see awaitFrame). Under s.mu, so that the reader, which looks
+// at kicked under s.mu once its wait ends, always puts the deadline back.
+func (s *session) kickIfIdle(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waiting && !s.kicked && now.UnixNano()-s.waitingSince >= int64(busyIdle) {
+		s.kicked = true
+		s.conn.NetConn().SetReadDeadline(now)
 	}
 }
 
@@ -569,8 +639,16 @@ func (h *hub) snapshot() []*session {
 func (h *hub) run(ctx context.Context) {
 	t := time.NewTicker(h.api.opts.PingInterval)
 	defer t.Stop()
+	sweep := time.NewTicker(busyIdle)
+	defer sweep.Stop()
 	for {
 		select {
+		case now := <-sweep.C:
+			if h.api.poller != nil {
+				for _, s := range h.snapshot() {
+					s.kickIfIdle(now)
+				}
+			}
 		case <-ctx.Done():
 			for _, s := range h.snapshot() {
 				s.closeWith(websocket.CloseGoingAway, "server shutting down")
