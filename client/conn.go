@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,9 +89,17 @@ func (a *API) Dial(ctx context.Context) (*Conn, error) {
 // default ping handler answers the server's pings while it reads.
 func (c *Conn) read() {
 	defer close(c.events)
+	var buf bytes.Buffer // reused: a decoded event keeps no part of it
 	for {
 		var ev wire.Event
-		if err := c.ws.ReadJSON(&ev); err != nil {
+		_, r, err := c.ws.NextReader()
+		if err == nil {
+			buf.Reset()
+			if _, err = buf.ReadFrom(r); err == nil {
+				err = wire.DecodeEvent(buf.Bytes(), &ev)
+			}
+		}
+		if err != nil {
 			select {
 			case <-c.done: // closed by us: not an error
 			default:

@@ -2,10 +2,10 @@ package clientapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -314,7 +314,7 @@ func (s *session) serve() {
 			return
 		}
 		s.alive()
-		s.handle(*buf)
+		s.handle(buf.Bytes())
 		putFrameBuf(buf)
 		busy = true
 	}
@@ -385,41 +385,29 @@ func (s *session) kickIfIdle(now time.Time) {
 // frameBufs recycles the buffers frames are read into (gorilla's
 // ReadMessage allocates a growing one per frame): handle keeps nothing of
 // a frame's bytes.
-var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+var frameBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // maxPooledFrame: a buffer grown by a larger frame goes to the collector.
 const maxPooledFrame = 64 << 10
 
 // readFrame reads the next data frame into a pooled buffer; putFrameBuf
 // gives it back.
-func readFrame(c *websocket.Conn) (*[]byte, error) {
+func readFrame(c *websocket.Conn) (*bytes.Buffer, error) {
 	_, r, err := c.NextReader()
 	if err != nil {
 		return nil, err
 	}
-	buf := frameBufs.Get().(*[]byte)
-	b := (*buf)[:0]
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			*buf = b
-			return buf, nil
-		}
-		if err != nil {
-			*buf = b[:0]
-			putFrameBuf(buf)
-			return nil, err
-		}
+	buf := frameBufs.Get().(*bytes.Buffer)
+	if _, err := buf.ReadFrom(r); err != nil {
+		putFrameBuf(buf)
+		return nil, err
 	}
+	return buf, nil
 }
 
-func putFrameBuf(buf *[]byte) {
-	if cap(*buf) <= maxPooledFrame {
-		*buf = (*buf)[:0]
+func putFrameBuf(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledFrame {
+		buf.Reset()
 		frameBufs.Put(buf)
 	}
 }

@@ -100,3 +100,79 @@ func BenchmarkDecodeClientFrame(b *testing.B) {
 		})
 	}
 }
+
+var eventSamples = []string{
+	`{"id":42,"type":"message","conversation":"d-abc","seq":7,"from":"alice@a.test","from_device":1,"ciphertext_type":"whisper","body":"aGVsbG8=","sent_at":"2026-11-27T16:00:00.123456789Z"}`,
+	`{"id":43,"type":"sent","client_id":"c1","conversation":"d-abc","seq":8,"sent_at":"2026-11-27T17:00:00+01:00"}`,
+	`{"id":44,"type":"receipt","status":"delivered","conversation":"g-x","group":"g-x","seq":8,"count":-3,"by":"bob@b.test","by_device":4294967295}`,
+	`{"type":"error","client_id":"c2","code":"stale_devices","message":"devices changed"}`,
+	`{"type":"expired","id":1,"conversation":"d-abc","from_seq":1,"to_seq":18446744073709551615}`,
+	`{"type":"group_event","id":2,"group":"g-x","action":"left","actor":"a@x","user":"a@x","role":"member"}`,
+	`{"type":"caught_up"}`,
+	// Left to encoding/json.
+	`{"type":"error","code":"stale_devices","missing":[{"user":"a@x","device":2}]}`,
+	`{"type":"group_event","meta":{"name":"n"},"members":[{"user":"a@x","role":"owner"}]}`,
+	`{"type":"message","sent_at":"yesterday"}`,
+	`{"type":"message","sent_at":"2026-11-27T16:00:00"}`,
+	`{"type":"message","sent_at":null}`,
+	`{"type":"prekeys_low","count":9223372036854775808}`,
+	`{"type":"message","body":"a\/b"}`,
+	`{"type":"message","from_device":-1}`,
+	`{"type":"x","id":1,"id":2}`,
+}
+
+func TestDecodeEventMatchesEncodingJSON(t *testing.T) {
+	fast := 0
+	for _, s := range eventSamples {
+		checkEventDecode(t, []byte(s))
+		var ev Event
+		if d := (frameDecoder{data: []byte(s)}); d.event(&ev) {
+			fast++
+		}
+	}
+	if fast != 7 {
+		t.Errorf("%d samples took the plain path, want the first 7", fast)
+	}
+}
+
+func checkEventDecode(t *testing.T, data []byte) {
+	t.Helper()
+	var got, want Event
+	err := DecodeEvent(data, &got)
+	wantErr := json.Unmarshal(data, &want)
+	if (err == nil) != (wantErr == nil) {
+		t.Fatalf("%q: error %v, encoding/json's %v", data, err, wantErr)
+	}
+	if err == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q:\n got %#v\nwant %#v", data, got, want)
+	}
+}
+
+func FuzzDecodeEvent(f *testing.F) {
+	for _, s := range append(eventSamples, frameSamples...) {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkEventDecode)
+}
+
+func BenchmarkDecodeEvent(b *testing.B) {
+	data := []byte(eventSamples[0])
+	b.Run("plain", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			var ev Event
+			if err := DecodeEvent(data, &ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			var ev Event
+			if err := json.Unmarshal(data, &ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
