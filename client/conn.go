@@ -3,7 +3,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -138,7 +137,7 @@ func (c *Conn) Err() error {
 // Send writes one frame. It is safe for concurrent use; the write is
 // abandoned at ctx's deadline (or after 30 s), which breaks the connection.
 func (c *Conn) Send(ctx context.Context, f wire.ClientFrame) error {
-	b, err := json.Marshal(f)
+	b, err := wire.EncodeClientFrame(&f)
 	if err != nil {
 		return fmt.Errorf("client: encode frame: %w", err)
 	}

@@ -185,7 +185,7 @@ func (s *session) drain() {
 		s.mu.Unlock()
 
 		for _, ev := range live {
-			b, _ := json.Marshal(ev)
+			b, _ := wire.EncodeEvent(&ev)
 			if !s.write(b) {
 				return
 			}

@@ -649,8 +649,16 @@ func withField(obj []byte, name string, v int64) []byte {
 	return append(out, obj[1:]...)
 }
 
+// mustJSON encodes what the server builds itself; events (most of what it
+// encodes) without reflection.
 func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
+	var b []byte
+	var err error
+	if ev, ok := v.(wire.Event); ok {
+		b, err = wire.EncodeEvent(&ev)
+	} else {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		panic("homeserver: encoding an event: " + err.Error())
 	}
