@@ -166,6 +166,8 @@ func remoteList(user string, pos uint64, devs []wire.DeviceKeys) (storage.Remote
 // conversation's hub we sequence it and queue the recipient's ciphertexts;
 // otherwise we queue the whole send for the hub and answer "accepted".
 func (s *Server) sendDirectRemote(ctx context.Context, c Caller, req wire.SendRequest, to string) (wire.SendResult, error) {
+	// Its Write may be run again after fetching the device list.
+	ctx = withoutSequenced(ctx)
 	convID := DirectConversationID(c.UserID, to)
 	hub := hubOf(s.opts.Domain, DomainOf(to))
 	// The recipient's device list is read inside the send's own write

@@ -68,6 +68,29 @@ func (s *Server) Send(ctx context.Context, c Caller, req wire.SendRequest) (wire
 	})
 }
 
+type sequencedKey struct{}
+
+// WithSequenced returns a context for Send that calls f as soon as the
+// send's place among the caller's sends is fixed: for a message sequenced
+// here, once its Write is queued behind the caller's earlier ones, before
+// the commit. For any other send (one forwarded to a remote hub, or
+// refused before it is stored) f is not called; the caller treats Send's
+// return as that moment. A socket uses it to read a device's next frame
+// while this send waits for its commit: the device's messages keep the
+// order it sent them in, and one device's sends share commits.
+func WithSequenced(ctx context.Context, f func()) context.Context {
+	return context.WithValue(ctx, sequencedKey{}, f)
+}
+
+// withoutSequenced is ctx for a send whose Write may be retried after
+// another step (its place is fixed only when Send returns).
+func withoutSequenced(ctx context.Context) context.Context {
+	if ctx.Value(sequencedKey{}) == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, sequencedKey{}, (func())(nil))
+}
+
 // store1 is the part of a send common to every conversation: inside one
 // Write it answers a retried client id, runs check (authorization, device
 // coverage, creating the conversation), then sequences the message.
@@ -78,12 +101,16 @@ func (s *Server) store1(ctx context.Context, c Caller, req wire.SendRequest, con
 		envelopes: req.Envelopes, shared: req.Shared, sentAt: s.now(), create: create, answer: true})
 	var res wire.SendResult
 	var dests []string
+	wctx := ctx
+	if f, _ := ctx.Value(sequencedKey{}).(func()); f != nil {
+		wctx = storage.WithQueued(ctx, f)
+	}
 	// A retried client id is caught by the unique key of the answer's
 	// inbox entry (and a group message's record) rather than looked up
 	// before every send: the retry's transaction fails with
 	// errSeenClientID (and is rolled back alone), and the first send's
 	// result is read after it.
-	err := s.store.Write(ctx, func(tx storage.Tx) error {
+	err := s.store.Write(wctx, func(tx storage.Tx) error {
 		dests = nil
 		if err := check(tx); err != nil {
 			// A retry of a message already stored is answered as it was,

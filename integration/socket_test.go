@@ -337,3 +337,58 @@ func TestSocketConnectWhileSending(t *testing.T) {
 		sock.conn.Close()
 	}
 }
+
+// One device's sends over its socket are handed on as soon as each has
+// its place in the device's order, so several wait for one commit; they
+// are still sequenced in the order sent, a repeated client id among them
+// is recognised, and a refused one does not hold up the rest.
+func TestSocketSendsPipelinedInOrder(t *testing.T) {
+	s := startServer(t, "")
+	alice := s.register("alice", 5)
+	bob := s.register("bob", 5)
+	as := alice.dial()
+	as.until(wire.EventCaughtUp)
+	const n = 200
+	before := s.node.StoreStats()
+	for i := 1; i <= n; i++ {
+		req := alice.encryptFor(fmt.Sprint("p", i), "bob@localhost", fmt.Sprint("m", i), bob)
+		as.sendFrame(wire.ClientFrame{Type: wire.FrameSend, ClientID: req.ClientID, To: req.To, Envelopes: req.Envelopes})
+		switch i {
+		case 100: // a retry of an earlier one, in the middle of the stream
+			as.sendFrame(wire.ClientFrame{Type: wire.FrameSend, ClientID: "p99", To: req.To, Envelopes: req.Envelopes})
+		case 150: // refused: no ciphertext for bob's device
+			as.sendFrame(wire.ClientFrame{Type: wire.FrameSend, ClientID: "bad", To: "bob@localhost"})
+		}
+	}
+	var seqs []uint64
+	repeated, refused := false, false
+	for len(seqs) < n || !repeated || !refused {
+		ev := as.next()
+		switch {
+		case ev.Type == wire.EventSent && ev.ID > 0:
+			if want := fmt.Sprint("p", len(seqs)+1); ev.ClientID != want {
+				t.Fatalf("answer %d is for %s, want %s", len(seqs)+1, ev.ClientID, want)
+			}
+			seqs = append(seqs, ev.Seq)
+		case ev.Type == wire.EventSent: // the live answer to the retry
+			repeated = ev.ClientID == "p99"
+		case ev.Type == wire.EventError:
+			refused = ev.ClientID == "bad" && ev.Code == wire.CodeStaleDevices
+		}
+	}
+	for i, seq := range seqs {
+		if seq != uint64(i+1) {
+			t.Fatalf("send %d got seq %d", i+1, seq)
+		}
+	}
+	st := s.node.StoreStats()
+	if writes, commits := st.Writes-before.Writes, st.Commits-before.Commits; commits >= writes {
+		t.Fatalf("%d Writes in %d commits: the socket's sends never shared one", writes, commits)
+	}
+	bs := bob.dial()
+	for i := 1; i <= n; i++ {
+		if ev := bs.next(); ev.Type != wire.EventMessage || ev.Seq != uint64(i) || bob.decrypt(ev) != fmt.Sprint("m", i) {
+			t.Fatalf("bob's message %d: %+v", i, ev)
+		}
+	}
+}

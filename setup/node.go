@@ -236,6 +236,9 @@ func (n *Node) Homeserver() *homeserver.Server { return n.hs }
 // Sockets is the number of connected device sockets.
 func (n *Node) Sockets() int { return n.api.Sockets() }
 
+// StoreStats counts the store's Writes and commits so far.
+func (n *Node) StoreStats() sqlite.Stats { return n.store.Stats() }
+
 // SocketInboxReads is how many times sockets have read their inbox from
 // storage (catching up after a connect, or after falling behind).
 func (n *Node) SocketInboxReads() int64 { return n.api.SocketInboxReads() }

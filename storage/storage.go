@@ -408,3 +408,21 @@ type InboxEntry struct {
 	// record holds both once (Body, Event), and Inbox fills them in.
 	SharedBody []byte
 }
+
+type queuedKey struct{}
+
+// WithQueued returns a context whose Write calls f once the Write has its
+// place in the engine's order: Writes queued after that run after it
+// (until then the caller cannot know). An engine that does not order
+// Writes by arrival calls f when the Write has committed. A caller can
+// then let its next Write go while this one waits for its commit.
+func WithQueued(ctx context.Context, f func()) context.Context {
+	return context.WithValue(ctx, queuedKey{}, f)
+}
+
+// Queued returns the function WithQueued put in ctx, or nil: engines call
+// it.
+func Queued(ctx context.Context) func() {
+	f, _ := ctx.Value(queuedKey{}).(func())
+	return f
+}

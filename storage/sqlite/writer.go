@@ -53,6 +53,11 @@ func (s *Store) enqueue(ctx context.Context, q chan *writeReq, req *writeReq) (e
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// The one writer takes requests in queue order: this one's place is
+	// fixed.
+	if f := storage.Queued(ctx); f != nil {
+		f()
+	}
 	return <-req.done
 }
 
