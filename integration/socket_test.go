@@ -254,16 +254,20 @@ func TestIdleSocketsHaveNoGoroutine(t *testing.T) {
 		return runtime.NumGoroutine() < before+n/5
 	})
 	// Every parked socket still answers.
-	for i, conn := range conns {
-		if err := conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"bogus"}`)); err != nil {
-			t.Fatal(err)
-		}
-		var ev wire.Event
-		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if err := conn.ReadJSON(&ev); err != nil || ev.Type != wire.EventError {
-			t.Fatalf("socket %d after parking: %+v %v", i, ev, err)
+	answer := func(when string) {
+		t.Helper()
+		for i, conn := range conns {
+			if err := conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"bogus"}`)); err != nil {
+				t.Fatal(err)
+			}
+			var ev wire.Event
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if err := conn.ReadJSON(&ev); err != nil || ev.Type != wire.EventError {
+				t.Fatalf("socket %d %s: %+v %v", i, when, ev, err)
+			}
 		}
 	}
+	answer("after parking")
 	// Having had a frame, each socket's reader waits for the next one in
 	// the runtime's poller (a goroutine each) until the sweep finds it
 	// idle and hands it to the poller again; it still answers after that.
@@ -273,16 +277,7 @@ func TestIdleSocketsHaveNoGoroutine(t *testing.T) {
 	eventually(t, "busy sockets to be parked again once idle", func() bool {
 		return runtime.NumGoroutine() < before+n/5
 	})
-	for i, conn := range conns {
-		if err := conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"bogus"}`)); err != nil {
-			t.Fatal(err)
-		}
-		var ev wire.Event
-		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if err := conn.ReadJSON(&ev); err != nil || ev.Type != wire.EventError {
-			t.Fatalf("socket %d after parking again: %+v %v", i, ev, err)
-		}
-	}
+	answer("after parking again")
 	if got := s.node.Sockets(); got != n {
 		t.Fatalf("%d sockets connected, want %d", got, n)
 	}

@@ -44,23 +44,32 @@ var frameSamples = []string{
 // DecodeClientFrame gives what json.Unmarshal gives: the same frame, or
 // an error where it errs.
 func TestDecodeClientFrameMatchesEncodingJSON(t *testing.T) {
-	fast := 0
-	for _, s := range frameSamples {
-		checkFrameDecode(t, []byte(s))
-		var f ClientFrame
-		if d := (frameDecoder{data: []byte(s)}); d.frame(&f) {
-			fast++
+	checkSamples(t, frameSamples, 7, checkFrameDecode, (*frameDecoder).frame)
+}
+
+// checkSamples runs check on each sample and counts those the plain path
+// takes: the first wantPlain.
+func checkSamples[T any](t *testing.T, samples []string, wantPlain int, check func(*testing.T, []byte),
+	plain func(*frameDecoder, *T) bool) {
+	t.Helper()
+	n := 0
+	for _, s := range samples {
+		check(t, []byte(s))
+		var v T
+		if d := (frameDecoder{data: []byte(s)}); plain(&d, &v) {
+			n++
 		}
 	}
-	if fast != 7 {
-		t.Errorf("%d samples took the plain path, want the first 7", fast)
+	if n != wantPlain {
+		t.Errorf("%d samples took the plain path, want the first %d", n, wantPlain)
 	}
 }
 
-func checkFrameDecode(t *testing.T, data []byte) {
+// checkDecode compares decode with json.Unmarshal on data.
+func checkDecode[T any](t *testing.T, data []byte, decode func([]byte, *T) error) {
 	t.Helper()
-	var got, want ClientFrame
-	err := DecodeClientFrame(data, &got)
+	var got, want T
+	err := decode(data, &got)
 	wantErr := json.Unmarshal(data, &want)
 	if (err == nil) != (wantErr == nil) {
 		t.Fatalf("%q: error %v, encoding/json's %v", data, err, wantErr)
@@ -69,6 +78,8 @@ func checkFrameDecode(t *testing.T, data []byte) {
 		t.Fatalf("%q:\n got %#v\nwant %#v", data, got, want)
 	}
 }
+
+func checkFrameDecode(t *testing.T, data []byte) { checkDecode(t, data, DecodeClientFrame) }
 
 func FuzzDecodeClientFrame(f *testing.F) {
 	for _, s := range frameSamples {
@@ -122,31 +133,10 @@ var eventSamples = []string{
 }
 
 func TestDecodeEventMatchesEncodingJSON(t *testing.T) {
-	fast := 0
-	for _, s := range eventSamples {
-		checkEventDecode(t, []byte(s))
-		var ev Event
-		if d := (frameDecoder{data: []byte(s)}); d.event(&ev) {
-			fast++
-		}
-	}
-	if fast != 7 {
-		t.Errorf("%d samples took the plain path, want the first 7", fast)
-	}
+	checkSamples(t, eventSamples, 7, checkEventDecode, (*frameDecoder).event)
 }
 
-func checkEventDecode(t *testing.T, data []byte) {
-	t.Helper()
-	var got, want Event
-	err := DecodeEvent(data, &got)
-	wantErr := json.Unmarshal(data, &want)
-	if (err == nil) != (wantErr == nil) {
-		t.Fatalf("%q: error %v, encoding/json's %v", data, err, wantErr)
-	}
-	if err == nil && !reflect.DeepEqual(got, want) {
-		t.Fatalf("%q:\n got %#v\nwant %#v", data, got, want)
-	}
-}
+func checkEventDecode(t *testing.T, data []byte) { checkDecode(t, data, DecodeEvent) }
 
 func FuzzDecodeEvent(f *testing.F) {
 	for _, s := range append(eventSamples, frameSamples...) {

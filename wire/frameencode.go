@@ -27,9 +27,7 @@ func EncodeEvent(ev *Event) ([]byte, error) {
 	e.str("ciphertext_type", ev.CiphertextType, false)
 	if len(ev.Body) > 0 {
 		e.key("body")
-		e.b = append(e.b, '"')
-		e.b = base64.StdEncoding.AppendEncode(e.b, ev.Body)
-		e.b = append(e.b, '"')
+		e.bytes(ev.Body)
 	}
 	if ev.SentAt != nil {
 		e.time("sent_at", *ev.SentAt)
@@ -90,6 +88,25 @@ func (e *encoder) str(k, v string, always bool) {
 	e.b = append(e.b, '"')
 }
 
+// bytes appends a base64 string, as encoding/json writes []byte.
+func (e *encoder) bytes(v []byte) {
+	e.b = append(e.b, '"')
+	e.b = base64.StdEncoding.AppendEncode(e.b, v)
+	e.b = append(e.b, '"')
+}
+
+// array appends a JSON array of n elements, elem writing each.
+func (e *encoder) array(n int, elem func(i int)) {
+	e.b = append(e.b, '[')
+	for i := range n {
+		if i > 0 {
+			e.b = append(e.b, ',')
+		}
+		elem(i)
+	}
+	e.b = append(e.b, ']')
+}
+
 func (e *encoder) int(k string, v int64) {
 	if v != 0 {
 		e.key(k)
@@ -133,11 +150,8 @@ func EncodeClientFrame(f *ClientFrame) ([]byte, error) {
 	e.str("to", f.To, false)
 	if len(f.Envelopes) > 0 {
 		e.key("envelopes")
-		e.b = append(e.b, '[')
-		for i, env := range f.Envelopes {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
+		e.array(len(f.Envelopes), func(i int) {
+			env := f.Envelopes[i]
 			in := encoder{b: e.b}
 			in.b = append(in.b, '{')
 			in.str("user", env.User, true)
@@ -148,24 +162,14 @@ func EncodeClientFrame(f *ClientFrame) ([]byte, error) {
 			if env.Body == nil {
 				in.b = append(in.b, "null"...)
 			} else {
-				in.b = append(in.b, '"')
-				in.b = base64.StdEncoding.AppendEncode(in.b, env.Body)
-				in.b = append(in.b, '"')
+				in.bytes(env.Body)
 			}
 			e.b, e.slow = append(in.b, '}'), e.slow || in.slow
-		}
-		e.b = append(e.b, ']')
+		})
 	}
 	if len(f.IDs) > 0 {
 		e.key("ids")
-		e.b = append(e.b, '[')
-		for i, id := range f.IDs {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.b = strconv.AppendInt(e.b, id, 10)
-		}
-		e.b = append(e.b, ']')
+		e.array(len(f.IDs), func(i int) { e.b = strconv.AppendInt(e.b, f.IDs[i], 10) })
 	}
 	e.str("conversation", f.Conversation, false)
 	e.uint("seq", f.Seq)
