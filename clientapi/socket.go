@@ -104,9 +104,10 @@ type session struct {
 	// left, not at every frame, each move being a timer update. (The write
 	// deadline is gorilla's field, which it applies at every write anyway.)
 	readUntil int64
-	pollID    uint64        // the poller's name for it, once parked (reader only)
-	slots     chan struct{} // frames being handled (inFlight); made at the first (reader only)
-	parked    bool          // no reader goroutine: the poller waits for data (under mu)
+	pollID    uint64         // the poller's name for it, once parked (reader only)
+	slots     chan struct{}  // frames being handled (inFlight); made at the first (reader only)
+	sends     sync.WaitGroup // sends being handled (inFlight)
+	parked    bool           // no reader goroutine: the poller waits for data (under mu)
 
 	// A busy socket's reader waiting in the runtime's poller (under mu):
 	// since when, and whether the sweep has ended the wait.
@@ -472,12 +473,17 @@ func (s *session) handle(data []byte) {
 		})
 		<-placed
 	case wire.FrameAck:
-		// Waited for: a device's acknowledgements take effect (and its
-		// senders' receipts are queued) in the order it sent them.
+		// After the sends before it: acknowledgements are low-priority
+		// Writes, which could otherwise overtake them, and a retried send
+		// is recognised only while the answer to its first attempt is
+		// unacknowledged. Waited for itself: a device's acknowledgements
+		// take effect (and its senders' receipts are queued) in order.
+		s.sends.Wait()
 		if err := s.api.hs.Ack(ctx, s.caller, f.IDs); err != nil {
 			s.queue(s.api.logged(ctx, errorEvent("", err), err))
 		}
 	case wire.FrameRead:
+		s.sends.Wait()
 		if err := s.api.hs.MarkRead(ctx, s.caller, wire.ReadRequest{Conversation: f.Conversation, Seq: f.Seq}); err != nil {
 			s.queue(s.api.logged(ctx, errorEvent("", err), err))
 		}
@@ -500,8 +506,9 @@ func (s *session) inFlight(fn func()) {
 	}
 	slots := s.slots
 	slots <- struct{}{}
+	s.sends.Add(1)
 	go func() {
-		defer func() { <-slots }()
+		defer func() { <-slots; s.sends.Done() }()
 		fn()
 	}()
 }

@@ -387,3 +387,35 @@ func TestSocketSendsPipelinedInOrder(t *testing.T) {
 		}
 	}
 }
+
+// An acknowledgement does not overtake the sends before it on the socket:
+// a retry followed at once by the acknowledgement of its first attempt's
+// answer is still recognised (acknowledgements are low-priority Writes,
+// and a retry is recognised only while that answer is unacknowledged).
+func TestSocketAckAfterRetryDoesNotOvertakeIt(t *testing.T) {
+	s := startServer(t, "")
+	alice := s.register("alice", 5)
+	bob := s.register("bob", 5)
+	as := alice.dial()
+	as.until(wire.EventCaughtUp)
+	const rounds = 40
+	for i := 1; i <= rounds; i++ {
+		req := alice.encryptFor(fmt.Sprint("r", i), "bob@localhost", fmt.Sprint("m", i), bob)
+		var first wire.SendResult
+		s.must("POST", "/v1/messages", alice.token(), req, &first)
+		answer := as.next()
+		if answer.Type != wire.EventSent || answer.ClientID != req.ClientID {
+			t.Fatalf("round %d: %+v, want the answer", i, answer)
+		}
+		// The retry, then at once the acknowledgement of the answer.
+		as.sendFrame(wire.ClientFrame{Type: wire.FrameSend, ClientID: req.ClientID, To: req.To, Envelopes: req.Envelopes})
+		as.sendFrame(wire.ClientFrame{Type: wire.FrameAck, IDs: []int64{answer.ID}})
+		again := as.next()
+		if again.Type != wire.EventSent || again.ID != 0 || again.ClientID != req.ClientID || again.Seq != first.Seq {
+			t.Fatalf("round %d: %+v, want the live answer to a repeated send (seq %d)", i, again, first.Seq)
+		}
+	}
+	if n := len(bob.inbox()); n != rounds {
+		t.Fatalf("bob has %d messages, want %d: a retry was stored again", n, rounds)
+	}
+}
