@@ -23,7 +23,8 @@ import (
 
 // SenderOptions tune the sender; zero values mean the defaults.
 type SenderOptions struct {
-	BatchSize  int           // items per transaction (default 100)
+	BatchSize  int           // items per transaction (default 500)
+	BatchBytes int           // and at most this much of them, unless one alone is more (default 4 MiB)
 	MinBackoff time.Duration // first retry delay (default 1s)
 	MaxBackoff time.Duration // cap (default 5m)
 	Timeout    time.Duration // one transaction's deadline (default 30s)
@@ -60,7 +61,16 @@ type destination struct {
 // NewSender makes a sender; Run starts it.
 func NewSender(hs *homeserver.Server, post poster, log *slog.Logger, opts SenderOptions) *Sender {
 	if opts.BatchSize <= 0 {
-		opts.BatchSize = 100
+		// 100 at a time capped a busy destination at 100 items per round
+		// trip: federated direct messages went 25–30% faster at 500
+		// (docs/performance.md).
+		opts.BatchSize = 500
+	}
+	if opts.BatchSize > maxTxnItems {
+		opts.BatchSize = maxTxnItems
+	}
+	if opts.BatchBytes <= 0 {
+		opts.BatchBytes = 4 << 20
 	}
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = time.Second
@@ -185,6 +195,7 @@ func (s *Sender) loop(ctx context.Context, d *destination) {
 			}
 			continue
 		}
+		entries = withinBytes(entries, s.opts.BatchBytes)
 		if err := s.send(ctx, d, entries); err != nil {
 			if ctx.Err() != nil {
 				return
@@ -199,6 +210,23 @@ func (s *Sender) loop(ctx context.Context, d *destination) {
 		}
 		d.ok()
 	}
+}
+
+// maxTxnItems is the most items a receiver takes in one transaction.
+const maxTxnItems = 1000
+
+// withinBytes is the longest prefix of entries whose items come to at
+// most max bytes, and at least the first entry: a receiver refuses bodies
+// over 16 MiB, and one item of a large send can be 8 MiB.
+func withinBytes(entries []homeserver.OutboxEntry, max int) []homeserver.OutboxEntry {
+	size := 0
+	for i, e := range entries {
+		size += len(e.Item)
+		if size > max && i > 0 {
+			return entries[:i]
+		}
+	}
+	return entries
 }
 
 // send posts one transaction and, once the destination has it, drops its

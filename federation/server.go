@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -158,8 +159,8 @@ func (a *API) send(ctx context.Context, r *http.Request, origin string, body []b
 	if txnID == "" || len(txnID) > 128 {
 		return nil, &wire.Error{Code: wire.CodeInvalidParam, Field: "txn", Message: "a transaction id is 1-128 characters"}
 	}
-	if len(txn.Items) > 1000 {
-		return nil, &wire.Error{Code: wire.CodeInvalidParam, Field: "items", Message: "at most 1000 items per transaction"}
+	if len(txn.Items) > maxTxnItems {
+		return nil, &wire.Error{Code: wire.CodeInvalidParam, Field: "items", Message: fmt.Sprintf("at most %d items per transaction", maxTxnItems)}
 	}
 	return a.hs.ReceiveTransaction(ctx, origin, txnID, txn.Items)
 }
