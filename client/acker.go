@@ -16,13 +16,14 @@ const LazyAckDelay = 250 * time.Millisecond
 const lazyAckMax = 256
 
 // Acker acknowledges the inbox events of a Conn in as few frames as it
-// can without delaying anybody. Acknowledging a message is what tells its
-// sender it was delivered, so a message's acknowledgement goes out as soon
-// as no further event is waiting (events that arrived together share one
-// frame). Every other event (the answers to this device's sends, receipts,
-// group and key events) only leaves the inbox when acknowledged: those are
-// held up to LazyAckDelay (or lazyAckMax of them) and ride along with the
-// next message's acknowledgement. The server then deletes a sender's
+// can without delaying anybody. Acknowledging a direct message is what
+// tells its sender it was delivered, so its acknowledgement goes out as
+// soon as no further event is waiting (events that arrived together share
+// one frame). Every other event (group messages, whose senders see an
+// aggregated count, the answers to this device's sends, receipts, group
+// and key events) only has to leave the inbox: those are held up to
+// LazyAckDelay (or lazyAckMax of them) and ride along with the next direct
+// message's acknowledgement. The server then deletes a sender's
 // answers and receipts a few at a time instead of one Write per frame.
 //
 // An Acker is used by the one goroutine that reads the Conn's events.
@@ -46,7 +47,10 @@ func (a *Acker) Add(ctx context.Context, ev *wire.Event) error {
 			a.since = time.Now()
 		}
 		a.ids = append(a.ids, ev.ID)
-		a.urgent = a.urgent || ev.Type == wire.EventMessage
+		// A direct message's sender waits for its receipt; a group's
+		// delivered count is a summary, which a later acknowledgement
+		// updates as well.
+		a.urgent = a.urgent || (ev.Type == wire.EventMessage && ev.Group == "")
 	}
 	return a.flushDue(ctx)
 }

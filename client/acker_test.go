@@ -102,6 +102,18 @@ func TestAckerHoldsWhatHasNoConsequence(t *testing.T) {
 		}
 		return true
 	})
+
+	// A group message's acknowledgement is held as well (its sender sees
+	// an aggregated count); a direct message's is due at once and takes
+	// it along (ids the server does not know are ignored).
+	acksA.Add(ctx, &wire.Event{Type: wire.EventMessage, ID: 1 << 40, Group: "g-x", Conversation: "g-x"})
+	if acksA.urgent || len(acksA.ids) != 1 || acksA.Due() == nil {
+		t.Fatalf("a group message's acknowledgement: urgent %v, held %v", acksA.urgent, acksA.ids)
+	}
+	acksA.Add(ctx, &wire.Event{Type: wire.EventMessage, ID: 1<<40 + 1, Conversation: "d-x"})
+	if len(acksA.ids) != 0 && !acksA.urgent {
+		t.Fatalf("a direct message's acknowledgement is not due: held %v", acksA.ids)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
