@@ -712,3 +712,71 @@ func TestDeleteInboxRemembersCommittedEntries(t *testing.T) {
 		t.Fatalf("%d entries left, want device 2's second message", n)
 	}
 }
+
+// Many remembered messages acknowledged at once (looked up in one read):
+// each still there is reported once, one already gone (expired) is not.
+func TestDeleteInboxManyRememberedMessages(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	var ids []int64
+	err := s.Write(ctx, func(tx storage.Tx) error {
+		var es []storage.InboxEntry
+		for i := range 6 {
+			e := storage.InboxEntry{UserID: "a@x", DeviceID: 1, Kind: storage.EntryMessage, Conversation: "g-1",
+				Seq: uint64(i + 1), MessageID: int64(100 + i), Sender: "b@x", Payload: []byte(`{}`)}
+			if i == 0 {
+				e.ExpiresAt = time.Now().Add(-time.Minute)
+			}
+			es = append(es, e)
+		}
+		if err := tx.InsertInbox(es); err != nil {
+			return err
+		}
+		got, err := tx.Inbox("a@x", 1, 0, 10)
+		ids = nil
+		for _, e := range got {
+			ids = append(ids, e.ID)
+		}
+		return err
+	})
+	if err != nil || len(ids) != 6 {
+		t.Fatalf("%d entries, %v", len(ids), err)
+	}
+	err = s.Write(ctx, func(tx storage.Tx) error {
+		n, _, err := tx.ExpireInbox(time.Now(), 10)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("expired %d, want 1", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := func(ids ...int64) []storage.InboxEntry {
+		t.Helper()
+		var out []storage.InboxEntry
+		err := s.Write(ctx, func(tx storage.Tx) (err error) {
+			out, err = tx.DeleteInbox("a@x", 1, ids)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	got := del(ids...)
+	if len(got) != 5 {
+		t.Fatalf("deleted %d messages, want 5: %+v", len(got), got)
+	}
+	seen := map[int64]bool{}
+	for _, e := range got {
+		if seen[e.ID] || e.ID == ids[0] || e.Sender != "b@x" || e.MessageID != 100+int64(e.Seq-1) {
+			t.Fatalf("deleted %+v", e)
+		}
+		seen[e.ID] = true
+	}
+	if got := del(ids...); len(got) != 0 {
+		t.Fatalf("repeated: %+v", got)
+	}
+}

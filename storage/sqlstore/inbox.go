@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"database/sql"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -218,6 +219,7 @@ func (t *Tx) DeleteInbox(userID string, deviceID uint32, ids []int64) ([]storage
 	var out []storage.InboxEntry
 	if t.entries != nil {
 		var plain, unknown []int64
+		msgs := map[int64]cachedEntry{}
 		for _, id := range ids {
 			e, ok := t.entries.take(userID, deviceID, id)
 			switch {
@@ -226,17 +228,44 @@ func (t *Tx) DeleteInbox(userID string, deviceID uint32, ids []int64) ([]storage
 			case e.kind != storage.EntryMessage:
 				plain = append(plain, id) // gone or not, nothing follows from it
 			default:
-				// A message's deletion is told to its sender: only if this
-				// deleted its row.
+				msgs[id] = e
+			}
+		}
+		// A message's deletion is told to its sender: only if its row was
+		// still there. One or two are deleted one by one (the row count
+		// tells); more are looked up once and deleted with the rest.
+		var present []int64
+		if len(msgs) <= 2 {
+			for id := range msgs {
 				n, err := t.execCount(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND id = ?`, userID, deviceID, id)
 				if err != nil {
 					return nil, err
 				}
 				if n == 1 {
-					out = append(out, storage.InboxEntry{ID: id, UserID: userID, DeviceID: deviceID, Kind: e.kind,
-						Conversation: e.conversation, Seq: e.seq, MessageID: e.messageID, Sender: e.sender})
+					present = append(present, id)
 				}
 			}
+		} else {
+			err := inLists(userID, deviceID, slices.Collect(maps.Keys(msgs)), func(size int, args []any) error {
+				rows, err := t.query(`SELECT id FROM inbox WHERE user_id = ? AND device_id = ? AND id IN (`+placeholders(size)+`)`, args...)
+				if err != nil {
+					return err
+				}
+				ids, err := collect(rows, func(r interface{ Scan(...any) error }) (id int64, err error) {
+					return id, r.Scan(&id)
+				})
+				present = append(present, ids...)
+				return err
+			})
+			if err != nil {
+				return nil, err
+			}
+			plain = append(plain, present...)
+		}
+		for _, id := range present {
+			e := msgs[id]
+			out = append(out, storage.InboxEntry{ID: id, UserID: userID, DeviceID: deviceID, Kind: e.kind,
+				Conversation: e.conversation, Seq: e.seq, MessageID: e.messageID, Sender: e.sender})
 		}
 		err := inLists(userID, deviceID, plain, func(size int, args []any) error {
 			_, err := t.exec(`DELETE FROM inbox WHERE user_id = ? AND device_id = ? AND id IN (`+placeholders(size)+`)`, args...)
