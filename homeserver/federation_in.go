@@ -463,13 +463,9 @@ func (in *inbound) groupForward(it wire.FedItem, sender string) error {
 	} else if err != nil {
 		return err
 	}
-	devs, err := tx.GroupDevices(it.Conversation)
+	want, err := groupDeviceSet(tx, it.Conversation)
 	if err != nil {
 		return err
-	}
-	want := make(deviceSet, len(devs))
-	for _, d := range devs {
-		want[deviceAddr{User: d.UserID, Device: d.DeviceID}] = struct{}{}
 	}
 	delete(want, deviceAddr{User: sender, Device: it.SenderDevice})
 	if err := checkCoverage(want, req); err != nil {

@@ -724,15 +724,25 @@ func (s *Server) sendGroup(ctx context.Context, c Caller, req wire.SendRequest) 
 		} else if err != nil {
 			return err
 		}
-		devs, err := tx.GroupDevices(req.To)
+		want, err := groupDeviceSet(tx, req.To)
 		if err != nil {
 			return err
-		}
-		want := make(deviceSet, len(devs))
-		for _, d := range devs {
-			want[deviceAddr{User: d.UserID, Device: d.DeviceID}] = struct{}{}
 		}
 		delete(want, deviceAddr{User: c.UserID, Device: c.DeviceID})
 		return checkCoverage(want, req)
 	}, nil)
+}
+
+// groupDeviceSet is the set of every device with keys of every joined
+// member of a group: the devices a send to it must cover.
+func groupDeviceSet(tx storage.Tx, groupID string) (deviceSet, error) {
+	devs, err := tx.GroupDeviceIDs(groupID)
+	if err != nil {
+		return nil, err
+	}
+	want := make(deviceSet, len(devs))
+	for _, d := range devs {
+		want[deviceAddr{User: d.UserID, Device: d.DeviceID}] = struct{}{}
+	}
+	return want, nil
 }

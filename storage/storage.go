@@ -174,6 +174,10 @@ type Tx interface {
 	// GroupDevices lists every device with keys of every joined member,
 	// remote members' from the cached remote device lists.
 	GroupDevices(groupID string) ([]GroupDevice, error)
+	// GroupDeviceIDs is GroupDevices without the identity keys, in no
+	// particular order: what a send's coverage check needs, on every
+	// group send.
+	GroupDeviceIDs(groupID string) ([]GroupDevice, error)
 	// AddConversationMember and RemoveConversationMember keep a group's
 	// conversation members (its joined members) in step.
 	AddConversationMember(conversationID, userID string) error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -778,5 +779,70 @@ func TestDeleteInboxManyRememberedMessages(t *testing.T) {
 	}
 	if got := del(ids...); len(got) != 0 {
 		t.Fatalf("repeated: %+v", got)
+	}
+}
+
+// GroupDeviceIDs lists the devices GroupDevices lists (joined members'
+// devices with keys, remote members' from their cached lists), without
+// keys.
+func TestGroupDeviceIDsMatchGroupDevices(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	var ids, full []storage.GroupDevice
+	err := s.Write(ctx, func(tx storage.Tx) error {
+		for i, u := range []string{"a@x", "b@x", "c@x"} {
+			if err := tx.InsertAccount(storage.Account{UserID: u, PasswordHash: "x", CreatedAt: time.Now()}); err != nil {
+				return err
+			}
+			for d := uint32(1); d <= 2; d++ {
+				dev := storage.Device{UserID: u, DeviceID: d, Name: "d", TokenHash: []byte(fmt.Sprint(u, d)), CreatedAt: time.Now()}
+				if d == 1 || i == 0 { // b's and c's second devices have no keys
+					dev.IdentityKey = []byte{byte(i), byte(d)}
+				}
+				if err := tx.InsertDevice(dev); err != nil {
+					return err
+				}
+			}
+		}
+		if err := tx.PutRemoteDeviceList(storage.RemoteList{UserID: "r@y", StreamPos: 1, FetchedAt: time.Now(),
+			Devices: []storage.GroupDevice{{UserID: "r@y", DeviceID: 7, IdentityKey: []byte{9}}}}); err != nil {
+			return err
+		}
+		if err := tx.InsertGroup(storage.Group{ID: "g-1", Name: "g", Creator: "a@x", CreatedAt: time.Now()}); err != nil {
+			return err
+		}
+		for _, m := range []storage.GroupMember{{GroupID: "g-1", UserID: "a@x", Role: "owner", State: storage.MemberJoined},
+			{GroupID: "g-1", UserID: "b@x", Role: "member", State: storage.MemberJoined},
+			{GroupID: "g-1", UserID: "c@x", Role: "member", State: storage.MemberInvited},
+			{GroupID: "g-1", UserID: "r@y", Role: "member", State: storage.MemberJoined}} {
+			if err := tx.PutGroupMember(m); err != nil {
+				return err
+			}
+		}
+		var err error
+		if ids, err = tx.GroupDeviceIDs("g-1"); err != nil {
+			return err
+		}
+		full, err = tx.GroupDevices("g-1")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(d storage.GroupDevice) string { return fmt.Sprint(d.UserID, "/", d.DeviceID) }
+	var got, want []string
+	for _, d := range ids {
+		if d.IdentityKey != nil {
+			t.Fatalf("%+v has a key", d)
+		}
+		got = append(got, key(d))
+	}
+	for _, d := range full {
+		want = append(want, key(d))
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) || len(want) != 4 {
+		t.Fatalf("GroupDeviceIDs %v, GroupDevices %v (want a@x/1, a@x/2, b@x/1, r@y/7)", got, want)
 	}
 }

@@ -104,3 +104,22 @@ func (t *Tx) GroupDevices(groupID string) ([]storage.GroupDevice, error) {
 		return d, r.Scan(&d.UserID, &d.DeviceID, &d.IdentityKey)
 	})
 }
+
+func (t *Tx) GroupDeviceIDs(groupID string) ([]storage.GroupDevice, error) {
+	// No keys to copy and no sort: for a 1,024-member group the ordered
+	// read with keys was a tenth of the send's transaction.
+	rows, err := t.query(`SELECT d.user_id, d.device_id FROM group_members m
+		JOIN devices d ON d.user_id = m.user_id
+		WHERE m.group_id = ? AND m.state = 'joined' AND d.identity_key IS NOT NULL
+		UNION ALL
+		SELECT r.user_id, r.device_id FROM group_members m
+		JOIN remote_devices r ON r.user_id = m.user_id
+		WHERE m.group_id = ? AND m.state = 'joined'`, groupID, groupID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r interface{ Scan(...any) error }) (storage.GroupDevice, error) {
+		var d storage.GroupDevice
+		return d, r.Scan(&d.UserID, &d.DeviceID)
+	})
+}
