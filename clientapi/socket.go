@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -464,9 +465,13 @@ func (s *session) handle(data []byte) {
 		// The send goes on in a goroutine of its own once its place in
 		// this device's order is fixed (its Write queued), so that the
 		// next frame is read while it waits for its commit.
-		placed := make(chan struct{})
-		var once sync.Once
-		place := func() { once.Do(func() { close(placed) }) }
+		placed := make(chan struct{}, 1)
+		place := func() { // at most one signal is waited for; later calls do nothing
+			select {
+			case placed <- struct{}{}:
+			default:
+			}
+		}
 		s.inFlight(func() {
 			defer place()
 			s.send(homeserver.WithSequenced(ctx, place), f)
@@ -657,9 +662,12 @@ func (h *hub) DeviceRemoved(user string, dev uint32) {
 	}
 }
 
-func (h *hub) snapshot() []*session {
+func (h *hub) snapshot() []*session { return h.appendSessions(nil) }
+
+// appendSessions appends every session to out.
+func (h *hub) appendSessions(out []*session) []*session {
 	h.mu.RLock()
-	out := make([]*session, 0, len(h.sessions))
+	out = slices.Grow(out, len(h.sessions))
 	for _, s := range h.sessions {
 		out = append(out, s)
 	}
@@ -673,13 +681,16 @@ func (h *hub) run(ctx context.Context) {
 	defer t.Stop()
 	sweep := time.NewTicker(busyIdle)
 	defer sweep.Stop()
+	var swept []*session // reused: the sweep runs every second over every socket
 	for {
 		select {
 		case now := <-sweep.C:
 			if h.api.poller != nil {
-				for _, s := range h.snapshot() {
+				swept = h.appendSessions(swept[:0])
+				for _, s := range swept {
 					s.kickIfIdle(now)
 				}
+				clear(swept) // let closed sessions go
 			}
 		case <-ctx.Done():
 			for _, s := range h.snapshot() {

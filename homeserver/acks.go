@@ -175,7 +175,7 @@ func (s *Server) applyAcks(batch []*ackReq) error {
 						return err
 					}
 				default:
-					payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
+					payload := mustEvent(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
 						Conversation: m.Conversation, Seq: m.Seq, By: c.UserID, ByDevice: c.DeviceID})
 					r, err := s.receiptEntries(tx, m.Sender, m.Conversation, m.Seq, storage.EntryReceipt, payload)
 					if err != nil {
@@ -198,7 +198,7 @@ func (s *Server) applyAcks(batch []*ackReq) error {
 			// The summary is written once per commit, by the last Write in
 			// it (whose count is the latest).
 			tx.Finally("delivered "+strconv.FormatInt(m.ID, 10), func(tx storage.Tx) error {
-				payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
+				payload := mustEvent(wire.Event{Type: wire.EventReceipt, Status: wire.StatusDelivered,
 					Conversation: m.Conversation, Group: m.Conversation, Seq: m.Seq, Count: n})
 				return s.replaceSummary(tx, m.Sender, m.Conversation, m.Seq, storage.EntryDeliveredSummary, payload)
 			})

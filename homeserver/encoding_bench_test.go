@@ -16,7 +16,7 @@ func BenchmarkEventEncoding(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for range b.N {
-		p := mustJSON(wire.Event{Type: wire.EventMessage, Conversation: "d-0123456789abcdef", From: "alice@example.org",
+		p := mustEvent(wire.Event{Type: wire.EventMessage, Conversation: "d-0123456789abcdef", From: "alice@example.org",
 			FromDevice: 1, CiphertextType: wire.CiphertextWhisper, Body: body, SentAt: &now})
 		if len(withField(withSeq(p, 42), "id", 4242)) == 0 {
 			b.Fatal("empty")

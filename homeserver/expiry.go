@@ -84,7 +84,7 @@ func expiredNotices(msgs []storage.InboxEntry) []storage.InboxEntry {
 				j++
 			}
 			notices = append(notices, storage.InboxEntry{UserID: k.user, DeviceID: k.dev, Kind: storage.EntryExpired,
-				Conversation: k.conv, Seq: ss[j], Payload: mustJSON(wire.Event{Type: wire.EventExpired,
+				Conversation: k.conv, Seq: ss[j], Payload: mustEvent(wire.Event{Type: wire.EventExpired,
 					Conversation: k.conv, FromSeq: ss[i], ToSeq: ss[j]})})
 			i = j + 1
 		}

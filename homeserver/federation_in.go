@@ -350,7 +350,7 @@ func (in *inbound) forwardResult(it wire.FedItem) error {
 		return err
 	}
 	return tx.InsertInbox([]storage.InboxEntry{{UserID: sender, DeviceID: it.SenderDevice, Kind: ev.Type,
-		Conversation: f.Conversation, Seq: it.Seq, ExpiresAt: s.now().Add(s.opts.Retention), Payload: mustJSON(ev)}})
+		Conversation: f.Conversation, Seq: it.Seq, ExpiresAt: s.now().Add(s.opts.Retention), Payload: mustEvent(ev)}})
 }
 
 // receipt passes a remote user's delivered/read receipt to our user.
@@ -374,7 +374,7 @@ func (in *inbound) receipt(it wire.FedItem) error {
 	if !slices.Contains(members, by) || !slices.Contains(members, user) {
 		return forbidden("%s and %s do not share %s", by, user, it.Conversation)
 	}
-	payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: it.Status, Conversation: it.Conversation,
+	payload := mustEvent(wire.Event{Type: wire.EventReceipt, Status: it.Status, Conversation: it.Conversation,
 		Seq: it.Seq, By: by, ByDevice: it.ByDevice})
 	entries, err := s.receiptEntries(tx, user, it.Conversation, it.Seq, storage.EntryReceipt, payload)
 	if err != nil {
@@ -414,7 +414,7 @@ func (in *inbound) deviceList(it wire.FedItem) error {
 	if err != nil {
 		return err
 	}
-	payload := mustJSON(wire.Event{Type: wire.EventDeviceList, User: user})
+	payload := mustEvent(wire.Event{Type: wire.EventDeviceList, User: user})
 	var entries []storage.InboxEntry
 	for _, c := range contacts {
 		if !s.isLocal(c) {

@@ -144,7 +144,7 @@ func (s *Server) groupEvent(tx storage.Tx, groupID string, ev wire.Event, extra 
 		return nil, err
 	}
 	ev.Type, ev.Conversation, ev.Group, ev.Seq = wire.EventGroup, groupID, groupID, seq
-	payload := mustJSON(ev)
+	payload := mustEvent(ev)
 	members, err := tx.GroupMembers(groupID)
 	if err != nil {
 		return nil, err

@@ -164,7 +164,7 @@ func (in *inbound) groupEvent(it wire.FedItem) error {
 	if err := tx.RaiseLastSeq(it.Conversation, it.Seq); err != nil {
 		return err
 	}
-	payload := mustJSON(*ev)
+	payload := mustEvent(*ev)
 	var entries []storage.InboxEntry
 	for _, u := range it.Users {
 		r, err := s.receiptEntries(tx, u, it.Conversation, it.Seq, storage.EntryGroup, payload)

@@ -320,7 +320,7 @@ func (s *Server) announceDeviceList(tx storage.Tx, userID string, except uint32)
 	if err != nil {
 		return nil, err
 	}
-	payload := mustJSON(wire.Event{Type: wire.EventDeviceList, User: userID})
+	payload := mustEvent(wire.Event{Type: wire.EventDeviceList, User: userID})
 	expires := s.now().Add(s.opts.Retention)
 	var entries []storage.InboxEntry
 	for _, u := range append(contacts, userID) {

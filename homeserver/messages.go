@@ -222,14 +222,14 @@ func (s *Server) prepare(o outgoing) prepared {
 	p.payloads = make([][]byte, len(o.envelopes))
 	for i, e := range o.envelopes {
 		ev.CiphertextType, ev.Body = e.Type, e.Body
-		p.payloads[i] = mustJSON(ev)
+		p.payloads[i] = mustEvent(ev)
 	}
 	if o.shared != nil {
 		ev.CiphertextType, ev.Body = o.shared.Type, nil
-		p.sharedEv = mustJSON(ev)
+		p.sharedEv = mustEvent(ev)
 	}
 	if o.answer {
-		p.sentEv = mustJSON(wire.Event{Type: wire.EventSent, ClientID: o.clientID, Conversation: o.conv, SentAt: &p.sentAt})
+		p.sentEv = mustEvent(wire.Event{Type: wire.EventSent, ClientID: o.clientID, Conversation: o.conv, SentAt: &p.sentAt})
 	}
 	return p
 }
@@ -563,14 +563,14 @@ func (s *Server) MarkRead(ctx context.Context, c Caller, req wire.ReadRequest) e
 					if err != nil {
 						return err
 					}
-					payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusRead,
+					payload := mustEvent(wire.Event{Type: wire.EventReceipt, Status: wire.StatusRead,
 						Conversation: conv.ID, Group: conv.ID, Seq: sd.Seq, Count: n})
 					return s.replaceSummary(tx, sd.Sender, conv.ID, sd.Seq, storage.EntryReadSummary, payload)
 				})
 			}
 			return nil
 		}
-		payload := mustJSON(wire.Event{Type: wire.EventReceipt, Status: wire.StatusRead,
+		payload := mustEvent(wire.Event{Type: wire.EventReceipt, Status: wire.StatusRead,
 			Conversation: conv.ID, Seq: req.Seq, By: c.UserID})
 		for _, m := range members {
 			if m == c.UserID {
@@ -676,18 +676,21 @@ func withField(obj []byte, name string, v int64) []byte {
 	return append(out, obj[1:]...)
 }
 
-// mustJSON encodes what the server builds itself; events (most of what it
-// encodes) without reflection.
-func mustJSON(v any) []byte {
-	var b []byte
-	var err error
-	if ev, ok := v.(wire.Event); ok {
-		b, err = wire.EncodeEvent(&ev)
-	} else {
-		b, err = json.Marshal(v)
-	}
+// mustEvent encodes an event the server builds itself (without
+// reflection: wire.EncodeEvent).
+func mustEvent(ev wire.Event) []byte {
+	b, err := wire.EncodeEvent(&ev)
 	if err != nil {
 		panic("homeserver: encoding an event: " + err.Error())
+	}
+	return b
+}
+
+// mustJSON encodes another value the server builds itself.
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("homeserver: encoding " + fmt.Sprintf("%T", v) + ": " + err.Error())
 	}
 	return b
 }

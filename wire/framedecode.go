@@ -55,12 +55,6 @@ func (d *frameDecoder) byte(c byte) bool {
 	return false
 }
 
-// peek reports whether c comes next (after whitespace), without taking it.
-func (d *frameDecoder) peek(c byte) bool {
-	d.space()
-	return d.i < len(d.data) && d.data[d.i] == c
-}
-
 // str returns the bytes of a string of printable ASCII without escapes.
 func (d *frameDecoder) str() ([]byte, bool) {
 	if !d.byte('"') {

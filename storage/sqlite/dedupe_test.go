@@ -46,9 +46,9 @@ func TestSentAnswersAreUniqueWhileUnacknowledged(t *testing.T) {
 		t.Fatalf("SentAnswer: %+v %v", found, err)
 	}
 	var c2 storage.InboxEntry
-	s.Read(ctx, func(tx storage.Tx) (err error) { c2, err = tx.SentAnswer("a@x", 1, "c2"); return nil })
-	if c2.ID != 0 {
-		t.Fatalf("c2's answer was kept although its Write failed: %+v", c2)
+	err := s.Read(ctx, func(tx storage.Tx) (err error) { c2, err = tx.SentAnswer("a@x", 1, "c2"); return err })
+	if c2.ID != 0 || !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("c2's answer was kept although its Write failed: %+v %v", c2, err)
 	}
 	if err := s.Write(ctx, func(tx storage.Tx) error {
 		_, err := tx.DeleteInbox("a@x", 1, []int64{found.ID})
