@@ -70,7 +70,7 @@ func (a *API) socket(c echo.Context) error {
 	if err != nil {
 		return nil // the upgrader has answered with an HTTP error
 	}
-	s := &session{api: a, conn: conn, br: w.br, caller: caller, stale: true} // stale: storage first, before any hand-over
+	s := &session{api: a, conn: conn, br: w.br, cork: w.cork, caller: caller, stale: true} // stale: storage first, before any hand-over
 	s.lastRead.Store(time.Now().UnixNano())                                  // before the ping ticker can see it
 	a.hub.add(s)
 	if n, low, err := a.hs.PreKeysLow(c.Request().Context(), caller); err == nil && low {
@@ -96,6 +96,7 @@ type session struct {
 	api    *API
 	conn   *websocket.Conn
 	br     *bufio.Reader   // conn's read buffer
+	cork   *corkConn       // conn's connection, to gather frames (nil: written one by one)
 	raw    syscall.RawConn // conn's descriptor; nil over TLS
 	caller homeserver.Caller
 
@@ -187,6 +188,8 @@ func (s *session) drain() {
 		s.stale, s.live, s.pending = false, nil, nil
 		s.mu.Unlock()
 
+		// Several frames go out in one write (see corkConn).
+		s.corkIf(len(live)+len(pending) > 1)
 		for _, ev := range live {
 			b, _ := wire.EncodeEvent(&ev)
 			if !s.write(b) {
@@ -205,7 +208,33 @@ func (s *session) drain() {
 			}
 			s.cursor = e.ID
 		}
+		if !s.flush() {
+			return
+		}
 	}
+}
+
+// corkIf starts gathering frames (corkConn) if several are about to be
+// written.
+func (s *session) corkIf(several bool) {
+	if several && s.cork != nil {
+		s.cork.cork()
+	}
+}
+
+// flush writes the frames gathered since corkIf; false if the socket
+// failed and is closed.
+func (s *session) flush() bool {
+	if s.cork == nil {
+		return true
+	}
+	s.conn.SetWriteDeadline(time.Now().Add(s.api.opts.WriteTimeout))
+	if err := s.cork.flush(); err != nil {
+		s.closeWith(websocket.CloseGoingAway, "write failed")
+		s.stopped()
+		return false
+	}
+	return true
 }
 
 // catchUp writes every inbox event in storage after the cursor, then (the
@@ -223,11 +252,15 @@ func (s *session) catchUp(ctx context.Context) bool {
 			s.stopped()
 			return false
 		}
+		s.corkIf(len(events) > 1)
 		for _, e := range events {
 			if !s.write(e.JSON()) {
 				return false
 			}
 			s.cursor = e.ID
+		}
+		if !s.flush() {
+			return false
 		}
 		if !more {
 			break
@@ -716,10 +749,11 @@ const readBufferSize = 288
 // ownBuffer hands the upgrader a read buffer for the hijacked
 // connection (it uses the hijacked one when its own ReadBufferSize is 0),
 // so that the session knows whether a frame is already buffered before it
-// waits on the socket.
+// waits on the socket, and a corkConn to write to.
 type ownBuffer struct {
 	http.ResponseWriter
-	br *bufio.Reader
+	br   *bufio.Reader
+	cork *corkConn // what gorilla writes to (nil if the handshake had data after it)
 }
 
 func (w *ownBuffer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -728,5 +762,6 @@ func (w *ownBuffer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return conn, brw, err // the upgrader refuses data sent before the handshake
 	}
 	w.br = bufio.NewReaderSize(conn, readBufferSize)
-	return conn, bufio.NewReadWriter(w.br, brw.Writer), nil
+	w.cork = &corkConn{Conn: conn}
+	return w.cork, bufio.NewReadWriter(w.br, brw.Writer), nil
 }
