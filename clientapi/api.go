@@ -87,6 +87,11 @@ func (a *API) Sockets() int { return a.hub.count() }
 // events are handed over by the commit path and not read back.
 func (a *API) SocketInboxReads() int64 { return a.hub.reads.Load() }
 
+// SocketWriterStarts counts the goroutines started to write to sockets: one
+// per burst of events to a socket, a busy socket's lasting until it has
+// been idle for a second.
+func (a *API) SocketWriterStarts() int64 { return a.hub.drains.Load() }
+
 // routes registers every endpoint. Authentication is per route (not a
 // group middleware) so that an unknown path answers not_found, not
 // missing_token.

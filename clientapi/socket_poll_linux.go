@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // poller holds idle sockets without a goroutine each: an epoll instance
@@ -53,7 +55,7 @@ func (p *poller) park(s *session) bool {
 		s.mu.Unlock()
 		return false
 	}
-	s.parked = true
+	s.parked, s.busy = true, false
 	op := syscall.EPOLL_CTL_MOD
 	if s.pollID == 0 {
 		op = syscall.EPOLL_CTL_ADD
@@ -95,22 +97,44 @@ func (p *poller) forget(s *session) {
 }
 
 // run waits for events and starts the reader of each socket that has data,
-// until ctx ends.
+// until ctx ends. It waits for the epoll descriptor in the runtime's own
+// poller (an epoll descriptor is readable while it has events) and only
+// then takes them without blocking: a blocking epoll_wait would hold this
+// goroutine's P in the system call, and the readers just started would sit
+// in that P's queue until the runtime took the P back, up to 10 ms later.
 func (p *poller) run(ctx context.Context) {
+	f, rc, err := pollable(p.epfd)
 	defer func() {
 		p.open.Lock()
 		p.closed = true
-		syscall.Close(p.epfd)
+		if f != nil {
+			f.Close() // closes epfd
+		} else {
+			syscall.Close(p.epfd)
+		}
 		p.open.Unlock()
 	}()
+	if err != nil {
+		p.log.Error("epoll descriptor not pollable: sockets left idle will time out", "err", err)
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Now()) })
+	defer stop()
 	events := make([]syscall.EpollEvent, 256)
-	for ctx.Err() == nil {
-		// A timeout, so that ctx is seen: a close does not wake epoll_wait.
-		n, err := syscall.EpollWait(p.epfd, events, 250)
+	for {
+		var n int
+		var waitErr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, waitErr = syscall.EpollWait(int(fd), events, 0)
+			return n > 0 || (waitErr != nil && !errors.Is(waitErr, syscall.EINTR))
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = waitErr
+		}
 		if err != nil {
-			if errors.Is(err, syscall.EINTR) {
-				continue
-			}
 			p.log.Error("epoll_wait failed: sockets left idle will time out", "err", err)
 			return
 		}
@@ -131,4 +155,18 @@ func (p *poller) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// pollable hands a descriptor to the runtime's poller: non-blocking, as an
+// *os.File whose raw Read waits for readability there.
+func pollable(fd int) (*os.File, syscall.RawConn, error) {
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		return nil, nil, err
+	}
+	f := os.NewFile(uintptr(fd), "epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return f, nil, err
+	}
+	return f, rc, nil
 }

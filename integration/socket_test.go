@@ -419,3 +419,39 @@ func TestSocketAckAfterRetryDoesNotOvertakeIt(t *testing.T) {
 		t.Fatalf("bob has %d messages, want %d: a retry was stored again", n, rounds)
 	}
 }
+
+// A busy socket keeps its writer goroutine between events: thirty
+// messages delivered one by one, each acknowledged over the socket, start
+// no new writer on the receiving socket, where each used to start one.
+// Once idle, the writers end (TestIdleSocketsHaveNoGoroutine).
+func TestBusySocketKeepsItsWriter(t *testing.T) {
+	s := startServer(t, "")
+	alice := s.register("alice", 5)
+	bob := s.register("bob", 5)
+	bs := bob.dial()
+	bs.until(wire.EventCaughtUp)
+	// A frame makes bob's socket busy; its answer shows that the reader
+	// has had it.
+	bs.sendFrame(wire.ClientFrame{Type: "bogus"})
+	if ev := bs.next(); ev.Type != wire.EventError {
+		t.Fatalf("answer to a bogus frame: %+v", ev)
+	}
+	before := s.node.SocketWriterStarts()
+	const n = 30
+	for i := range n {
+		if status, _, e := alice.send(fmt.Sprint("m", i), "bob@localhost", bob.addr()); status != 200 {
+			t.Fatalf("send %d: %d %+v", i, status, e)
+		}
+		ev := bs.next()
+		if ev.Type != wire.EventMessage || ev.Seq != uint64(i+1) {
+			t.Fatalf("event %d: %+v", i, ev)
+		}
+		bs.sendFrame(wire.ClientFrame{Type: wire.FrameAck, IDs: []int64{ev.ID}})
+		fmt.Fprintf(os.Stderr, "MSG %d starts %d\n", i, s.node.SocketWriterStarts()-before)
+	}
+	// Alice sent over REST with no socket: every writer started since is
+	// bob's.
+	if started := s.node.SocketWriterStarts() - before; started > 1 {
+		t.Fatalf("%d writer goroutines started for %d messages to a busy socket, want the one it had", started, n)
+	}
+}

@@ -243,6 +243,10 @@ func (n *Node) StoreStats() sqlite.Stats { return n.store.Stats() }
 // storage (catching up after a connect, or after falling behind).
 func (n *Node) SocketInboxReads() int64 { return n.api.SocketInboxReads() }
 
+// SocketWriterStarts is how many goroutines were started to write to
+// sockets (clientapi.API.SocketWriterStarts).
+func (n *Node) SocketWriterStarts() int64 { return n.api.SocketWriterStarts() }
+
 // Close shuts down in reverse start order: stop accepting, close sockets
 // (clients reconnect elsewhere and read their inboxes), finish in-flight
 // requests within ctx, then flush and close storage.
