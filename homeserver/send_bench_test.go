@@ -9,12 +9,11 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/parleychat/parley/e2ee"
 	"github.com/parleychat/parley/homeserver"
+	"github.com/parleychat/parley/internal/proccpu"
 	"github.com/parleychat/parley/storage/sqlite"
 	"github.com/parleychat/parley/wire"
 )
@@ -283,7 +282,7 @@ func BenchmarkDirectCycle(b *testing.B) {
 	var next, id atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(pairs / runtime.GOMAXPROCS(0))
-	cpu0 := processCPU()
+	cpu0 := proccpu.Used()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		pair := int(next.Add(1)-1) % pairs
@@ -307,12 +306,5 @@ func BenchmarkDirectCycle(b *testing.B) {
 		}
 	})
 	b.StopTimer()
-	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
-}
-
-// processCPU is the process's user and system CPU time so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((proccpu.Used()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 }

@@ -7,9 +7,10 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/parleychat/parley/internal/proccpu"
 )
 
 // BenchmarkDirectSQLFloor runs only the SQL that the durable delivery of
@@ -95,7 +96,7 @@ func benchSQLFloor(b *testing.B, batch int) {
 	var acked1, acked2 []sent // waiting for the recipient's, then the sender's ack
 	ckpt := time.Now()
 	b.ReportAllocs()
-	cpu0 := processCPU()
+	cpu0 := proccpu.Used()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
 		// Statements prepared on conn run on it: BEGIN and COMMIT are
@@ -153,12 +154,5 @@ func benchSQLFloor(b *testing.B, batch int) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
-}
-
-// processCPU is the process's user and system CPU time so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((proccpu.Used()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 }
