@@ -18,7 +18,7 @@ import (
 // reader keeps taking snapshots all along. Frames in the log at the end
 // are those since the last start-over.
 func TestWALStartsOverUnderLoad(t *testing.T) {
-	const commits = 8000
+	const commits = 20000 // over ten checkpointer ticks on a fast machine
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -71,5 +71,46 @@ func TestWALStartsOverUnderLoad(t *testing.T) {
 	t.Logf("%d frames in the WAL after %d commits (busy %d, copied %d)", frames, commits, busy, copied)
 	if frames >= commits/2 {
 		t.Fatalf("the WAL holds %d frames after %d commits: it did not start over", frames, commits)
+	}
+}
+
+// A checkpoint that copies the whole log back makes the next transaction
+// start the WAL over, with a synced header: so lone commits a few hundred
+// milliseconds apart (a lightly used server) are not checkpointed one by
+// one, while a burst of commits is checkpointed at the next tick.
+func TestCheckpointsSpacedWhenCommitsAreFew(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, t.TempDir(), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	write := func(i int) {
+		t.Helper()
+		err := s.Write(ctx, func(tx storage.Tx) error {
+			return tx.InsertInbox([]storage.InboxEntry{{UserID: "u@x", DeviceID: 1, Kind: storage.EntryMessage,
+				Conversation: "c", Seq: uint64(i + 1), ExpiresAt: time.Now().Add(time.Hour), Payload: []byte("{}")}})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 6 { // 0.9 s, each commit seen by a tick of its own
+		write(i)
+		time.Sleep(150 * time.Millisecond)
+	}
+	if n := s.Stats().Checkpoints; n > 1 {
+		t.Fatalf("%d checkpoints for 6 commits 150 ms apart, want at most 1", n)
+	}
+	before := s.Stats().Checkpoints
+	for i := range 200 {
+		write(100 + i)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Checkpoints == before {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint after a burst of 200 commits")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
