@@ -221,7 +221,7 @@ func (s *session) drain() {
 		s.mu.Unlock()
 
 		// Several frames go out in one write (see corkConn).
-		s.corkIf(len(live)+len(pending) > 1)
+		corked := s.corkIf(len(live)+len(pending) > 1)
 		for _, ev := range live {
 			b, _ := wire.EncodeEvent(&ev)
 			if !s.write(b) {
@@ -240,26 +240,25 @@ func (s *session) drain() {
 			}
 			s.cursor = e.ID
 		}
-		if !s.flush() {
+		if corked && !s.flush() {
 			return
 		}
 	}
 }
 
 // corkIf starts gathering frames (corkConn) if several are about to be
-// written.
-func (s *session) corkIf(several bool) {
+// written, and says whether it did.
+func (s *session) corkIf(several bool) bool {
 	if several && s.cork != nil {
 		s.cork.cork()
+		return true
 	}
+	return false
 }
 
 // flush writes the frames gathered since corkIf; false if the socket
 // failed and is closed.
 func (s *session) flush() bool {
-	if s.cork == nil {
-		return true
-	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.api.opts.WriteTimeout))
 	if err := s.cork.flush(); err != nil {
 		s.closeWith(websocket.CloseGoingAway, "write failed")
@@ -284,14 +283,14 @@ func (s *session) catchUp(ctx context.Context) bool {
 			s.stopped()
 			return false
 		}
-		s.corkIf(len(events) > 1)
+		corked := s.corkIf(len(events) > 1)
 		for _, e := range events {
 			if !s.write(e.JSON()) {
 				return false
 			}
 			s.cursor = e.ID
 		}
-		if !s.flush() {
+		if corked && !s.flush() {
 			return false
 		}
 		if !more {
