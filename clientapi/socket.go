@@ -189,11 +189,12 @@ func (s *session) push(ev homeserver.InboxEvent) {
 // it returns, unless it wrote and the socket is busy (its reader has had a
 // frame since it last parked; never so for an idle socket): then it
 // lingers for the next events until the hub's sweep finds it idle for
-// busyIdle. A new goroutine per pass cost a stack grown
-// anew each time down gorilla's write path (7 µs a message at 5,000/s).
+// busyIdle. A new goroutine per pass cost a stack grown anew each time
+// down gorilla's write path (7 µs a message at 5,000/s).
 func (s *session) drain() {
 	ctx := s.api.ctx
 	wrote := false
+	var linger chan bool // this goroutine's, reused: each wait gets one value
 	for {
 		s.mu.Lock()
 		if s.closed {
@@ -207,10 +208,12 @@ func (s *session) drain() {
 				s.mu.Unlock()
 				return
 			}
-			ch := make(chan bool, 1)
-			s.lingerCh, s.lingerSince = ch, time.Now().UnixNano()
+			if linger == nil {
+				linger = make(chan bool, 1)
+			}
+			s.lingerCh, s.lingerSince = linger, time.Now().UnixNano()
 			s.mu.Unlock()
-			if !<-ch {
+			if !<-linger {
 				return // ended by the sweep or a close, which cleared running
 			}
 			continue
@@ -223,7 +226,11 @@ func (s *session) drain() {
 		// Several frames go out in one write (see corkConn).
 		corked := s.corkIf(len(live)+len(pending) > 1)
 		for _, ev := range live {
-			b, _ := wire.EncodeEvent(&ev)
+			b, err := wire.EncodeEvent(&ev)
+			if err != nil { // events the server builds: a bug, not the client's doing
+				s.api.log.ErrorContext(ctx, "encoding a live event", "type", ev.Type, "err", err)
+				continue
+			}
 			if !s.write(b) {
 				return
 			}
@@ -261,8 +268,7 @@ func (s *session) corkIf(several bool) bool {
 func (s *session) flush() bool {
 	s.conn.SetWriteDeadline(time.Now().Add(s.api.opts.WriteTimeout))
 	if err := s.cork.flush(); err != nil {
-		s.closeWith(websocket.CloseGoingAway, "write failed")
-		s.stopped()
+		s.writeFailed()
 		return false
 	}
 	return true
@@ -316,11 +322,17 @@ func (s *session) stopped() {
 func (s *session) write(b []byte) bool {
 	s.conn.SetWriteDeadline(time.Now().Add(s.api.opts.WriteTimeout))
 	if err := s.conn.WriteMessage(websocket.TextMessage, b); err != nil {
-		s.closeWith(websocket.CloseGoingAway, "write failed")
-		s.stopped()
+		s.writeFailed()
 		return false
 	}
 	return true
+}
+
+// writeFailed closes a socket the drain goroutine could not write to and
+// records that the goroutine gives up.
+func (s *session) writeFailed() {
+	s.closeWith(websocket.CloseGoingAway, "write failed")
+	s.stopped()
 }
 
 // startReading sets the socket up and starts its reader.

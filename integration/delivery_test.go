@@ -265,8 +265,7 @@ func TestLiveDeliveryOverSocket(t *testing.T) {
 	if len(evs) != 2 || evs[0].Type != wire.EventMessage || bob.decrypt(evs[0]) != "pending" {
 		t.Fatalf("pending then caught_up, got %+v", evs)
 	}
-	as := alice.dial()
-	as.until(wire.EventCaughtUp)
+	as := alice.online()
 	for i := 1; i <= 20; i++ {
 		req := alice.encryptFor(fmt.Sprint("w", i), "bob@localhost", fmt.Sprint("live ", i), bob)
 		as.sendFrame(wire.ClientFrame{Type: wire.FrameSend, ClientID: req.ClientID, To: req.To, Envelopes: req.Envelopes})

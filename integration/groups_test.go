@@ -260,8 +260,7 @@ func TestGroupSendOverSocket(t *testing.T) {
 	alice := s.register("alice", 25)
 	bob := s.register("bob", 25)
 	g := alice.createGroup("socket", "bob@localhost")
-	as := alice.dial()
-	as.until(wire.EventCaughtUp)
+	as := alice.online()
 	req := groupSend("ws1", g.ID, []wire.DeviceAddress{bob.addr()})
 	as.sendFrame(wire.ClientFrame{Type: wire.FrameSend, ClientID: req.ClientID, To: req.To, Shared: req.Shared})
 	if ev := as.next(); ev.Type != wire.EventSent || ev.ID == 0 || ev.ClientID != "ws1" || ev.Conversation != g.ID {

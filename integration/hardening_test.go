@@ -228,8 +228,7 @@ func TestFrameSizeLimits(t *testing.T) {
 		return b
 	}
 
-	ok := alice.dial()
-	ok.until(wire.EventCaughtUp)
+	ok := alice.online()
 	if err := ok.conn.WriteMessage(websocket.TextMessage, frame(wire.MaxRequestBytes)); err != nil {
 		t.Fatal(err)
 	}

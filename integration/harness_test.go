@@ -276,6 +276,14 @@ func (d *device) dial(setup ...func(*websocket.Conn)) *socket {
 	return s
 }
 
+// online dials the device's socket and waits until it has caught up.
+func (d *device) online() *socket {
+	d.srv.t.Helper()
+	s := d.dial()
+	s.until(wire.EventCaughtUp)
+	return s
+}
+
 // next waits for the next event that is not in skip.
 func (s *socket) next(skip ...string) wire.Event {
 	s.t.Helper()

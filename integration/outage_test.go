@@ -296,8 +296,7 @@ func TestStuckReaderIsDropped(t *testing.T) {
 	victim := s.register("victim", 5)
 	bob := s.register("bob", 5)
 	carol := s.register("carol", 5)
-	cs := carol.dial()
-	cs.until(wire.EventCaughtUp)
+	cs := carol.online()
 	stuckSocket(t, s, victim.token())
 	eventually(t, "both sockets", func() bool { return s.node.Sockets() == 2 })
 

@@ -58,10 +58,8 @@ func TestPingKeepAlive(t *testing.T) {
 func TestOneSocketPerDevice(t *testing.T) {
 	s := startServer(t, "")
 	alice := s.register("alice", 25)
-	first := alice.dial()
-	first.until(wire.EventCaughtUp)
-	second := alice.dial()
-	second.until(wire.EventCaughtUp)
+	first := alice.online()
+	alice.online() // the second socket
 	for range first.events {
 	} // drained until the server closed it
 	eventually(t, "one socket", func() bool { return s.node.Sockets() == 1 })
@@ -72,8 +70,7 @@ func TestRemovedDeviceIsDisconnected(t *testing.T) {
 	s := startServer(t, "")
 	alice := s.register("alice", 25)
 	phone := s.login("alice", 25)
-	ps := phone.dial()
-	ps.until(wire.EventCaughtUp)
+	ps := phone.online()
 	s.must("DELETE", "/v1/devices/2", alice.token(), wire.RemoveDeviceRequest{Password: "correct horse"}, nil)
 	for range ps.events {
 	}
@@ -341,8 +338,7 @@ func TestSocketSendsPipelinedInOrder(t *testing.T) {
 	s := startServer(t, "")
 	alice := s.register("alice", 5)
 	bob := s.register("bob", 5)
-	as := alice.dial()
-	as.until(wire.EventCaughtUp)
+	as := alice.online()
 	const n = 200
 	before := s.node.StoreStats()
 	for i := 1; i <= n; i++ {
@@ -396,8 +392,7 @@ func TestSocketAckAfterRetryDoesNotOvertakeIt(t *testing.T) {
 	s := startServer(t, "")
 	alice := s.register("alice", 5)
 	bob := s.register("bob", 5)
-	as := alice.dial()
-	as.until(wire.EventCaughtUp)
+	as := alice.online()
 	const rounds = 40
 	for i := 1; i <= rounds; i++ {
 		req := alice.encryptFor(fmt.Sprint("r", i), "bob@localhost", fmt.Sprint("m", i), bob)
@@ -428,8 +423,7 @@ func TestBusySocketKeepsItsWriter(t *testing.T) {
 	s := startServer(t, "")
 	alice := s.register("alice", 5)
 	bob := s.register("bob", 5)
-	bs := bob.dial()
-	bs.until(wire.EventCaughtUp)
+	bs := bob.online()
 	// A frame makes bob's socket busy; its answer shows that the reader
 	// has had it.
 	bs.sendFrame(wire.ClientFrame{Type: "bogus"})

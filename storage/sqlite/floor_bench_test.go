@@ -121,7 +121,9 @@ func benchSQLFloor(b *testing.B, batch int) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			m.recpt, _ = res.LastInsertId()
+			if m.recpt, err = res.LastInsertId(); err != nil {
+				b.Fatal(err)
+			}
 			acked2 = append(acked2, m)
 		}
 		acked1 = acked1[:0]
@@ -136,7 +138,10 @@ func benchSQLFloor(b *testing.B, batch int) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			last, _ := res.LastInsertId()
+			last, err := res.LastInsertId()
+			if err != nil {
+				b.Fatal(err)
+			}
 			m.entry, m.ans = last-1, last
 			acked1 = append(acked1, m)
 			done++

@@ -622,18 +622,6 @@ func TestDeleteInboxRemembersCommittedEntries(t *testing.T) {
 		t.Fatalf("%d entries, %v", len(ids), err)
 	}
 	m1, sent, receipt, m3, expired, other1 := ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]
-	del := func(dev uint32, ids ...int64) []storage.InboxEntry {
-		t.Helper()
-		var deleted []storage.InboxEntry
-		err := s.Write(ctx, func(tx storage.Tx) (err error) {
-			deleted, err = tx.DeleteInbox("a@x", dev, ids)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return deleted
-	}
 	wantMessage := func(got []storage.InboxEntry, id int64, seq uint64, dev uint32) {
 		t.Helper()
 		if len(got) != 1 {
@@ -660,24 +648,15 @@ func TestDeleteInboxRemembersCommittedEntries(t *testing.T) {
 	}
 
 	// A remembered message whose row is gone (expired) is not reported.
-	err = s.Write(ctx, func(tx storage.Tx) error {
-		n, _, err := tx.ExpireInbox(time.Now(), 10)
-		if err == nil && n != 1 {
-			err = fmt.Errorf("expired %d entries, want 1", n)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := del(1, expired); len(got) != 0 {
+	expireOne(t, s)
+	if got := deleteInbox(t, s, 1, expired); len(got) != 0 {
 		t.Fatalf("acknowledging an expired message reported %+v", got)
 	}
 
 	// Remembered: the message is reported, the answer deleted silently,
 	// another device's entry and an unknown id skipped.
-	wantMessage(del(1, m1, sent, other1, 1<<40), m1, 1, 1)
-	if got := del(1, m1, sent); len(got) != 0 {
+	wantMessage(deleteInbox(t, s, 1, m1, sent, other1, 1<<40), m1, 1, 1)
+	if got := deleteInbox(t, s, 1, m1, sent); len(got) != 0 {
 		t.Fatalf("a repeated acknowledgement deleted %+v", got)
 	}
 	if n := left(1); n != 2 {
@@ -699,16 +678,16 @@ func TestDeleteInboxRemembersCommittedEntries(t *testing.T) {
 	if !errors.Is(err, failed) {
 		t.Fatalf("write: %v", err)
 	}
-	wantMessage(del(1, m3, m3), m3, 3, 1)
+	wantMessage(deleteInbox(t, s, 1, m3, m3), m3, 3, 1)
 
 	// After a restart nothing is remembered.
 	s.Close()
 	s = open(t, dir)
 	defer s.Close()
-	if got := del(1, receipt); len(got) != 0 {
+	if got := deleteInbox(t, s, 1, receipt); len(got) != 0 {
 		t.Fatalf("deleting a receipt reported %+v", got)
 	}
-	wantMessage(del(2, other1, m1), other1, 1, 2)
+	wantMessage(deleteInbox(t, s, 2, other1, m1), other1, 1, 2)
 	if n := left(1) + left(2); n != 1 {
 		t.Fatalf("%d entries left, want device 2's second message", n)
 	}
@@ -744,29 +723,8 @@ func TestDeleteInboxManyRememberedMessages(t *testing.T) {
 	if err != nil || len(ids) != 6 {
 		t.Fatalf("%d entries, %v", len(ids), err)
 	}
-	err = s.Write(ctx, func(tx storage.Tx) error {
-		n, _, err := tx.ExpireInbox(time.Now(), 10)
-		if err == nil && n != 1 {
-			err = fmt.Errorf("expired %d, want 1", n)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	del := func(ids ...int64) []storage.InboxEntry {
-		t.Helper()
-		var out []storage.InboxEntry
-		err := s.Write(ctx, func(tx storage.Tx) (err error) {
-			out, err = tx.DeleteInbox("a@x", 1, ids)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
-	got := del(ids...)
+	expireOne(t, s)
+	got := deleteInbox(t, s, 1, ids...)
 	if len(got) != 5 {
 		t.Fatalf("deleted %d messages, want 5: %+v", len(got), got)
 	}
@@ -777,7 +735,7 @@ func TestDeleteInboxManyRememberedMessages(t *testing.T) {
 		}
 		seen[e.ID] = true
 	}
-	if got := del(ids...); len(got) != 0 {
+	if got := deleteInbox(t, s, 1, ids...); len(got) != 0 {
 		t.Fatalf("repeated: %+v", got)
 	}
 }
@@ -844,5 +802,35 @@ func TestGroupDeviceIDsMatchGroupDevices(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, want) || len(want) != 4 {
 		t.Fatalf("GroupDeviceIDs %v, GroupDevices %v (want a@x/1, a@x/2, b@x/1, r@y/7)", got, want)
+	}
+}
+
+// deleteInbox acknowledges ids of a@x's device dev in a Write of its own
+// and returns the messages it reports deleted.
+func deleteInbox(t *testing.T, s *sqlite.Store, dev uint32, ids ...int64) []storage.InboxEntry {
+	t.Helper()
+	var deleted []storage.InboxEntry
+	err := s.Write(context.Background(), func(tx storage.Tx) (err error) {
+		deleted, err = tx.DeleteInbox("a@x", dev, ids)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return deleted
+}
+
+// expireOne runs the inbox expiry, which must find exactly one entry.
+func expireOne(t *testing.T, s *sqlite.Store) {
+	t.Helper()
+	err := s.Write(context.Background(), func(tx storage.Tx) error {
+		n, _, err := tx.ExpireInbox(time.Now(), 10)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("expired %d entries, want 1", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
